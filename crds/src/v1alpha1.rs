@@ -1,0 +1,395 @@
+//! `mcpgateway.dev/v1alpha1`: the McpGateway API users write.
+//!
+//! Doc comments on these types become the CRD's descriptions, so they are written for
+//! `kubectl explain mcpgateway.spec...` readers. CEL rules (`x_kube(validation)`) reject at
+//! admission everything that can be checked without reading other objects; each message says
+//! what to write instead.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::ResourceRequirements;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// The default upstream path of the Azure Functions MCP extension (Streamable HTTP endpoint).
+pub const DEFAULT_UPSTREAM_PATH: &str = "/runtime/webhooks/mcp";
+/// The header the Functions host reads the system key from.
+pub const DEFAULT_KEY_HEADER: &str = "x-functions-key";
+/// The name of the MCP extension's system key in a Function App's key listing.
+pub const DEFAULT_SECRET_KEY: &str = "mcp_extension";
+/// How the Functions host names the `mcp_extension` system key in Key Vault
+/// (`host--systemKey--<name>`, with `_` escaped as `-095`).
+pub const DEFAULT_KEY_VAULT_SECRET_NAME: &str = "host--systemKey--mcp-095extension";
+
+/// An McpGateway puts one Azure Functions MCP server on a public, authenticated endpoint.
+///
+/// The operator turns it into an auth proxy (ConfigMap, Deployment, Service, Ingress) that
+/// authenticates MCP clients with standard MCP authorization and adds the Function App's
+/// `mcp_extension` system key to every upstream request, so no client ever holds that key.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "mcpgateway.dev",
+    version = "v1alpha1",
+    kind = "McpGateway",
+    plural = "mcpgateways",
+    shortname = "mcpgw",
+    category = "mcp",
+    namespaced,
+    status = "McpGatewayStatus",
+    derive = "PartialEq",
+    doc = "McpGateway puts an Azure Functions MCP server on a public, authenticated endpoint without giving clients its system key.",
+    printcolumn(name = "Host", type_ = "string", json_path = ".spec.route.host"),
+    printcolumn(name = "Upstream", type_ = "string", json_path = ".spec.upstream.url"),
+    printcolumn(name = "Auth", type_ = "string", json_path = ".spec.auth.mode"),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(name = "URL", type_ = "string", json_path = ".status.url"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct McpGatewaySpec {
+    /// The Function App that hosts the MCP server.
+    pub upstream: Upstream,
+
+    /// Where the gateway reads the Function App's `mcp_extension` system key. The key is
+    /// added to upstream requests only; clients never see it.
+    pub system_key: SystemKey,
+
+    /// How MCP clients authenticate to the gateway.
+    pub auth: Auth,
+
+    /// The public endpoint: host, path prefix, ingress class and TLS.
+    pub route: Route,
+
+    /// Number of gateway replicas. Replicas share no state, so any number serves any request.
+    #[serde(default = "default_replicas")]
+    #[x_kube(validation = Rule::new("self >= 0 && self <= 100").message("replicas must be between 0 and 100"))]
+    pub replicas: i32,
+
+    /// Overrides the gateway (sidecar) container image the operator is configured with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self.size() > 0 && !self.contains(' ')").message("image must be an image reference such as registry.example.com/mcp-gateway-sidecar:1.0, without spaces"))]
+    pub image: Option<String>,
+
+    /// Compute resources for the gateway container. Defaults to a small request and limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+}
+
+fn default_replicas() -> i32 {
+    2
+}
+
+/// The Function App's MCP endpoint.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("isURL(self.url) && (url(self.url).getScheme() == 'https' || (url(self.url).getScheme() == 'http' && self.allowInsecureUpstream))").message("upstream.url must be an https URL such as https://my-app.azurewebsites.net (plain http only with upstream.allowInsecureUpstream: true)"))]
+pub struct Upstream {
+    /// Base URL of the Function App, for example `https://my-app.azurewebsites.net`.
+    /// Must be https unless `allowInsecureUpstream` is true.
+    #[x_kube(validation = Rule::new("self.size() <= 2048").message("upstream.url must be at most 2048 characters"))]
+    pub url: String,
+
+    /// Allow a plain-http upstream. Only for tests and in-cluster upstreams: the system key
+    /// would cross the network unencrypted.
+    #[serde(default)]
+    pub allow_insecure_upstream: bool,
+
+    /// Which MCP transports to expose. `StreamableHttp` is the current MCP transport;
+    /// `Sse` is the legacy HTTP+SSE transport (deprecated by MCP, still used by some clients).
+    /// Default: both.
+    #[serde(default = "default_transports")]
+    #[x_kube(validation = Rule::new("self.size() >= 1").message("upstream.transports needs at least one of StreamableHttp or Sse"))]
+    #[x_kube(merge_strategy = ListMerge::Set)]
+    pub transports: Vec<Transport>,
+
+    /// Path of the MCP extension's Streamable HTTP endpoint on the Function App. The legacy
+    /// SSE endpoints are `<path>/sse` and `<path>/message`. Default `/runtime/webhooks/mcp`.
+    #[serde(default = "default_upstream_path")]
+    #[x_kube(validation = Rule::new("self.startsWith('/') && !self.contains('..') && !self.contains('?') && !self.contains('#')").message("upstream.path must be an absolute path such as /runtime/webhooks/mcp, without '..', '?' or '#'"))]
+    pub path: String,
+
+    /// Upstream timeouts.
+    #[serde(default)]
+    pub timeouts: Timeouts,
+}
+
+fn default_transports() -> Vec<Transport> {
+    vec![Transport::StreamableHttp, Transport::Sse]
+}
+
+fn default_upstream_path() -> String {
+    DEFAULT_UPSTREAM_PATH.to_string()
+}
+
+/// An MCP transport.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Transport {
+    /// Streamable HTTP (MCP 2025-03-26 and later).
+    StreamableHttp,
+    /// Legacy HTTP+SSE (MCP 2024-11-05).
+    Sse,
+}
+
+/// Upstream timeouts, in seconds.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Timeouts {
+    /// Time to establish a connection to the Function App. Default 5.
+    #[serde(default = "default_connect_seconds")]
+    #[x_kube(validation = Rule::new("self >= 1 && self <= 60").message("timeouts.connectSeconds must be between 1 and 60"))]
+    pub connect_seconds: u32,
+
+    /// Time until the Function App starts its response (status and headers). Exceeded: 504.
+    /// Default 60.
+    #[serde(default = "default_response_seconds")]
+    #[x_kube(validation = Rule::new("self >= 1 && self <= 600").message("timeouts.responseSeconds must be between 1 and 600"))]
+    pub response_seconds: u32,
+
+    /// How long a streamed response (SSE) may stay silent before the gateway closes it.
+    /// Default 3600.
+    #[serde(default = "default_stream_idle_seconds")]
+    #[x_kube(validation = Rule::new("self >= 10 && self <= 86400").message("timeouts.streamIdleSeconds must be between 10 and 86400"))]
+    pub stream_idle_seconds: u32,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            connect_seconds: default_connect_seconds(),
+            response_seconds: default_response_seconds(),
+            stream_idle_seconds: default_stream_idle_seconds(),
+        }
+    }
+}
+
+fn default_connect_seconds() -> u32 {
+    5
+}
+fn default_response_seconds() -> u32 {
+    60
+}
+fn default_stream_idle_seconds() -> u32 {
+    3600
+}
+
+/// Where the system key comes from: exactly one of `secretRef` or `keyVault`.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.secretRef) != has(self.keyVault)").message("systemKey needs exactly one of secretRef (a Kubernetes Secret) or keyVault (Azure Key Vault)"))]
+pub struct SystemKey {
+    /// A Kubernetes Secret in the McpGateway's namespace that holds the key, typically synced
+    /// from Azure Key Vault by the Secrets Store CSI driver or External Secrets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_ref: Option<SecretKeyRef>,
+
+    /// Read the key from Azure Key Vault.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_vault: Option<KeyVaultSource>,
+
+    /// The request header the key is sent in. Default `x-functions-key`.
+    #[serde(default = "default_key_header")]
+    #[x_kube(validation = Rule::new("self.matches('^[A-Za-z0-9-]{1,64}$') && !(self.lowerAscii() in ['authorization', 'cookie', 'host', 'content-length', 'transfer-encoding', 'connection'])").message("systemKey.header must be a plain header name such as x-functions-key (letters, digits, '-'), not a hop-by-hop or credential header"))]
+    pub header: String,
+}
+
+fn default_key_header() -> String {
+    DEFAULT_KEY_HEADER.to_string()
+}
+
+/// A key in a Secret in the McpGateway's namespace.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretKeyRef {
+    /// Name of the Secret.
+    #[x_kube(validation = Rule::new("self.matches('^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$') && self.size() <= 253").message("systemKey.secretRef.name must be a Secret name (lowercase letters, digits, '-' and '.')"))]
+    pub name: String,
+
+    /// Key within the Secret's data. Default `mcp_extension`.
+    #[serde(default = "default_secret_key")]
+    #[x_kube(validation = Rule::new("self.matches('^[-._a-zA-Z0-9]{1,253}$')").message("systemKey.secretRef.key must be a Secret data key (letters, digits, '-', '_' and '.')"))]
+    pub key: String,
+}
+
+fn default_secret_key() -> String {
+    DEFAULT_SECRET_KEY.to_string()
+}
+
+/// The system key in Azure Key Vault, read with Azure workload identity.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.vaultName) != has(self.vaultUrl)").message("systemKey.keyVault needs exactly one of vaultName or vaultUrl"))]
+pub struct KeyVaultSource {
+    /// Name of the vault (`https://<vaultName>.vault.azure.net`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self.matches('^[a-zA-Z][-a-zA-Z0-9]{1,22}[a-zA-Z0-9]$')").message("systemKey.keyVault.vaultName must be a Key Vault name: 3-24 letters, digits and '-', starting with a letter"))]
+    pub vault_name: Option<String>,
+
+    /// Full vault URL, for sovereign clouds (for example `https://my-vault.vault.azure.cn`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("isURL(self) && url(self).getScheme() == 'https'").message("systemKey.keyVault.vaultUrl must be an https URL such as https://my-vault.vault.azure.net"))]
+    pub vault_url: Option<String>,
+
+    /// Name of the secret. Default `host--systemKey--mcp-095extension`, the name the Functions
+    /// host uses when the app keeps its keys in Key Vault.
+    #[serde(default = "default_key_vault_secret_name")]
+    #[x_kube(validation = Rule::new("self.matches('^[0-9a-zA-Z-]{1,127}$')").message("systemKey.keyVault.secretName must be a Key Vault secret name: letters, digits and '-'"))]
+    pub secret_name: String,
+
+    /// Client ID of the managed identity or app registration the gateway uses
+    /// (Azure workload identity), granted "Key Vault Secrets User" on this one secret.
+    #[x_kube(validation = Rule::new("self.matches('^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$')").message("systemKey.keyVault.clientId must be a GUID (the identity's client ID)"))]
+    pub client_id: String,
+
+    /// Entra tenant ID of the identity.
+    #[x_kube(validation = Rule::new("self.matches('^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$')").message("systemKey.keyVault.tenantId must be a GUID (the Entra tenant ID)"))]
+    pub tenant_id: String,
+
+    /// How the key gets from Key Vault to the gateway. Default `CsiDriver`.
+    #[serde(default)]
+    pub sync: KeyVaultSync,
+}
+
+fn default_key_vault_secret_name() -> String {
+    DEFAULT_KEY_VAULT_SECRET_NAME.to_string()
+}
+
+/// How a Key Vault secret reaches the gateway.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum KeyVaultSync {
+    /// The Secrets Store CSI driver (Azure provider) mounts the secret as a file.
+    #[default]
+    CsiDriver,
+    /// External Secrets Operator syncs it into a Kubernetes Secret.
+    ExternalSecrets,
+    /// The gateway reads Key Vault itself over REST with a workload-identity token.
+    Direct,
+}
+
+/// Client authentication. `mode` is required: there is no implicit default, so an
+/// unauthenticated gateway exists only when someone writes `mode: Anonymous`.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.mode != 'Oidc' || has(self.oidc)").message("auth.mode Oidc needs auth.oidc with an issuer and at least one audience"))]
+#[x_kube(validation = Rule::new("self.mode == 'Oidc' || !has(self.oidc)").message("auth.oidc is only used with auth.mode Oidc; remove it or set mode: Oidc"))]
+#[x_kube(validation = Rule::new("self.mode != 'AuthorizationServer'").message("auth.mode AuthorizationServer is not available in this version yet; use Oidc"))]
+pub struct Auth {
+    /// `Oidc`: clients present access tokens from an OpenID Connect provider (OAuth 2.1
+    /// resource server). `AuthorizationServer`: the gateway is an OAuth authorization-server
+    /// facade in front of an IdP without client registration, such as Entra ID (reserved).
+    /// `Anonymous`: no client authentication; the system key is still kept server-side.
+    pub mode: AuthMode,
+
+    /// OpenID Connect settings, for mode `Oidc`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oidc: Option<Oidc>,
+}
+
+/// How clients authenticate.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuthMode {
+    /// Validate bearer tokens from an OpenID Connect provider.
+    Oidc,
+    /// Act as an OAuth authorization server in front of an IdP without client registration.
+    AuthorizationServer,
+    /// No client authentication. Only when written explicitly.
+    Anonymous,
+}
+
+/// Validate access tokens issued by an OpenID Connect provider.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Oidc {
+    /// The token issuer, exactly as in the tokens' `iss` claim, for example
+    /// `https://login.microsoftonline.com/<tenant>/v2.0`. Its
+    /// `/.well-known/openid-configuration` names the signing keys.
+    #[x_kube(validation = Rule::new("isURL(self) && (url(self).getScheme() == 'https' || (url(self).getScheme() == 'http' && url(self).getHostname() in ['127.0.0.1', 'localhost']))").message("auth.oidc.issuer must be the https issuer URL from the tokens' iss claim, such as https://login.microsoftonline.com/<tenant>/v2.0 (plain http only on 127.0.0.1 or localhost, for local testing)"))]
+    pub issuer: String,
+
+    /// Accepted `aud` values: the gateway's public MCP URL and/or the API's client ID or App ID
+    /// URI. A trailing slash is tolerated.
+    #[x_kube(validation = Rule::new("self.size() >= 1 && self.all(a, a.size() > 0)").message("auth.oidc.audiences needs at least one non-empty audience, such as the public MCP URL or api://<client-id>"))]
+    pub audiences: Vec<String>,
+
+    /// Scopes every request's token must carry (from `scp`, `scope` or `roles`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub required_scopes: Vec<String>,
+
+    /// If set, only tokens whose `tid` claim is one of these Entra tenant IDs are accepted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(validation = Rule::new("self.all(t, t.matches('^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$'))").message("auth.oidc.allowedTenants must be Entra tenant IDs (GUIDs)"))]
+    pub allowed_tenants: Vec<String>,
+
+    /// The JWKS URL, when it should not be taken from OpenID discovery.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("isURL(self) && (url(self).getScheme() == 'https' || (url(self).getScheme() == 'http' && url(self).getHostname() in ['127.0.0.1', 'localhost']))").message("auth.oidc.jwksUri must be an https URL (plain http only on 127.0.0.1 or localhost, for local testing)"))]
+    pub jwks_uri: Option<String>,
+}
+
+/// The public endpoint.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Route {
+    /// Public DNS name clients use, for example `mcp.example.com`.
+    #[x_kube(validation = Rule::new("self.size() <= 253 && self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$')").message("route.host must be a lowercase DNS name such as mcp.example.com (no scheme, port or path)"))]
+    pub host: String,
+
+    /// Path prefix for this gateway's endpoints, so several gateways can share a host. The MCP
+    /// endpoint is `<pathPrefix>/mcp`; legacy SSE is `<pathPrefix>/sse` and
+    /// `<pathPrefix>/message`. Default `/`.
+    #[serde(default = "default_path_prefix")]
+    #[x_kube(validation = Rule::new("self.matches('^/[A-Za-z0-9._~/-]*$') && !self.contains('..') && !self.contains('//') && self.size() <= 200").message("route.pathPrefix must start with '/' and contain only letters, digits, '-', '_', '.', '~' and '/', without '..' or '//', such as /weather"))]
+    pub path_prefix: String,
+
+    /// IngressClass for the Ingress; the cluster default when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ingress_class_name: Option<String>,
+
+    /// TLS for the host. Strongly recommended: MCP clients require https outside localhost.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<RouteTls>,
+
+    /// Extra annotations for the Ingress (for example cert-manager's cluster-issuer).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+}
+
+fn default_path_prefix() -> String {
+    "/".to_string()
+}
+
+/// TLS settings of the public endpoint.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RouteTls {
+    /// Secret of type kubernetes.io/tls holding the certificate for the host.
+    #[x_kube(validation = Rule::new("self.matches('^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$') && self.size() <= 253").message("route.tls.secretName must be a Secret name"))]
+    pub secret_name: String,
+}
+
+/// Observed state, written by the operator.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct McpGatewayStatus {
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+
+    /// `Ready`, `ConfigValid`, `KeyAvailable`, ... Keyed by `type`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
+    pub conditions: Vec<Condition>,
+
+    /// The public MCP URL clients connect to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+
+    /// Gateway pods that are ready.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready_replicas: Option<i32>,
+}
