@@ -5,6 +5,9 @@
 //! admission everything that can be checked without reading other objects; each message says
 //! what to write instead.
 
+// kube's derive takes one `printcolumn(...)` per column, which clippy reads as a repeat.
+#![allow(clippy::duplicated_attributes)]
+
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::ResourceRequirements;
