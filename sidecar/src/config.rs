@@ -135,7 +135,10 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { max_request_body_bytes: default_max_body(), max_token_bytes: default_max_token() }
+        Self {
+            max_request_body_bytes: default_max_body(),
+            max_token_bytes: default_max_token(),
+        }
     }
 }
 
@@ -180,9 +183,15 @@ fn default_max_token() -> usize {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("config file {path} is not valid: {source}")]
-    Parse { path: PathBuf, source: serde_yaml::Error },
+    Parse {
+        path: PathBuf,
+        source: serde_yaml::Error,
+    },
     #[error("{0}")]
     Invalid(String),
 }
@@ -190,10 +199,14 @@ pub enum ConfigError {
 impl Config {
     /// Reads and validates a YAML (or JSON) config file.
     pub fn load(path: &std::path::Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.into(), source })?;
-        let config: Config = serde_yaml::from_str(&text)
-            .map_err(|source| ConfigError::Parse { path: path.into(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.into(),
+            source,
+        })?;
+        let config: Config = serde_yaml::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: path.into(),
+            source,
+        })?;
         config.validate()?;
         Ok(config)
     }
@@ -250,7 +263,10 @@ impl Config {
 
     /// Where this resource's Protected Resource Metadata is served (path-inserted form).
     pub fn resource_metadata_url(&self) -> String {
-        self.public_url(&format!("/.well-known/oauth-protected-resource{}/mcp", self.prefix()))
+        self.public_url(&format!(
+            "/.well-known/oauth-protected-resource{}/mcp",
+            self.prefix()
+        ))
     }
 
     /// A public URL for a path on this gateway.

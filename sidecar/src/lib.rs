@@ -1,7 +1,17 @@
-//! mcp-gateway-sidecar: an MCP auth proxy that keeps the Azure Functions system key server-side.
+//! mcp-gateway-sidecar: an MCP auth proxy that keeps the Azure Functions system key
+//! server-side. `proxy` holds the request path; the other modules are its parts.
 
 pub mod auth;
+pub mod body;
 pub mod config;
+pub mod cors;
+pub mod forward;
+pub mod key;
+pub mod mcp_peek;
+pub mod metadata;
 pub mod metrics;
+pub mod proxy;
+pub mod routes;
+pub mod server;
 pub mod session;
 pub mod sse;

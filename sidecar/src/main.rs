@@ -1,1 +1,112 @@
-fn main() {}
+//! `mcp-gateway-sidecar --config <file>`: the MCP auth proxy.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Parser;
+use mcp_gateway_sidecar::auth::Authenticator;
+use mcp_gateway_sidecar::config::{AuthConfig, Config};
+use mcp_gateway_sidecar::key::SystemKey;
+use mcp_gateway_sidecar::metrics::Metrics;
+use mcp_gateway_sidecar::proxy::Gateway;
+use mcp_gateway_sidecar::server;
+use mcp_gateway_sidecar::session::SessionSealer;
+use tokio::sync::watch;
+
+#[derive(Parser)]
+#[command(
+    version,
+    about = "MCP auth proxy that keeps the Azure Functions system key server-side"
+)]
+struct Args {
+    /// The sidecar config (YAML or JSON), as rendered by the operator.
+    #[arg(long, env = "MCP_GATEWAY_CONFIG")]
+    config: PathBuf,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .json()
+        .flatten_event(true)
+        .with_current_span(false)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("MCP_GATEWAY_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let args = Args::parse();
+    let config = Config::load(&args.config)?;
+    let metrics = Arc::new(Metrics::new());
+
+    let key = SystemKey::new(config.system_key.file.clone(), metrics.clone());
+    tokio::spawn(key.clone().watch());
+
+    let sessions = match &config.session.keys_file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read session keys file {}", path.display()))?;
+            SessionSealer::from_keys_file_text(&text)
+                .with_context(|| format!("session keys file {} is not valid", path.display()))?
+        }
+        None => SessionSealer::random(),
+    };
+
+    let auth = match &config.auth {
+        AuthConfig::Oidc(oidc) => {
+            let auth = Arc::new(Authenticator::new(
+                oidc.clone(),
+                config.limits.max_token_bytes,
+                metrics.clone(),
+            ));
+            auth.start();
+            Some(auth)
+        }
+        AuthConfig::Anonymous => {
+            tracing::warn!("auth mode Anonymous: clients are not authenticated");
+            None
+        }
+    };
+
+    let public = server::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let admin = server::bind(config.admin_listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.admin_listen))?;
+    tracing::info!(
+        listen = %public.local_addr()?,
+        admin = %admin.local_addr()?,
+        resource = %config.resource_url(),
+        "mcp-gateway-sidecar started"
+    );
+    let gateway = Arc::new(Gateway::new(config, key, auth, sessions, metrics));
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let public_task = tokio::spawn(server::serve_gateway(
+        public,
+        gateway.clone(),
+        stopped(stop_rx.clone()),
+    ));
+    let admin_task = tokio::spawn(server::serve_admin(admin, gateway, stopped(stop_rx)));
+
+    shutdown_signal().await;
+    tracing::info!("shutting down; draining open requests and streams");
+    let _ = stop_tx.send(true);
+    let _ = public_task.await;
+    let _ = admin_task.await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

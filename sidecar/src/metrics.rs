@@ -54,15 +54,31 @@ impl Metrics {
         let upstream_key_rejections = Counter::default();
         let mut registry = Registry::with_prefix("mcp_gateway");
         registry.register("requests", "Requests by route and status", requests.clone());
-        registry.register("auth_failures", "Rejected client credentials by reason", auth_failures.clone());
+        registry.register(
+            "auth_failures",
+            "Rejected client credentials by reason",
+            auth_failures.clone(),
+        );
         registry.register(
             "upstream_latency_seconds",
             "Time until the upstream's response headers, by route",
             upstream_latency.clone(),
         );
-        registry.register("key_reloads", "System key file reloads by outcome", key_reloads.clone());
-        registry.register("jwks_refreshes", "JWKS fetches by outcome", jwks_refreshes.clone());
-        registry.register("open_streams", "Streamed (SSE) responses in flight", open_streams.clone());
+        registry.register(
+            "key_reloads",
+            "System key file reloads by outcome",
+            key_reloads.clone(),
+        );
+        registry.register(
+            "jwks_refreshes",
+            "JWKS fetches by outcome",
+            jwks_refreshes.clone(),
+        );
+        registry.register(
+            "open_streams",
+            "Streamed (SSE) responses in flight",
+            open_streams.clone(),
+        );
         registry.register(
             "upstream_key_rejections",
             "Upstream answers 401/403 to a request that carried the system key",

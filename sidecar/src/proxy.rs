@@ -1,0 +1,469 @@
+//! The request path, phase by phase, in one place:
+//! route → origin → authenticate → read body → upstream request (key in, credentials out,
+//! session opened) → send (retry once on a rejected key) → response (session sealed, SSE
+//! endpoint rewritten, streamed) → log and count.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::header::{self, HeaderName, HeaderValue};
+use http::{Method, Request, Response, StatusCode, Uri};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+
+use crate::auth::{self, AuthError, Authenticator, Principal};
+use crate::body::{self, Body};
+use crate::config::{AuthConfig, Config};
+use crate::cors::OriginPolicy;
+use crate::forward;
+use crate::key::SystemKey;
+use crate::mcp_peek;
+use crate::metadata;
+use crate::metrics::{Metrics, Reason, Route as RouteLabel, RouteStatus};
+use crate::routes::{self, Route};
+use crate::session::SessionSealer;
+use crate::sse::EndpointRewriter;
+
+const SESSION_HEADER: HeaderName = HeaderName::from_static("mcp-session-id");
+
+pub type UpstreamClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+/// Everything a request needs, built once at start.
+pub struct Gateway {
+    pub config: Config,
+    pub key: Arc<SystemKey>,
+    pub auth: Option<Arc<Authenticator>>,
+    pub sessions: SessionSealer,
+    pub metrics: Arc<Metrics>,
+    origins: OriginPolicy,
+    key_header: HeaderName,
+    upstream_origin: String,
+    client: UpstreamClient,
+    response_timeout: Duration,
+    stream_idle: Duration,
+    required_scopes: Vec<String>,
+}
+
+/// The upstream HTTP client: HTTP/1.1 and HTTP/2 over rustls (ALPN), `TCP_NODELAY`.
+pub fn upstream_client(config: &Config) -> UpstreamClient {
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    http.set_connect_timeout(Some(Duration::from_secs(
+        config.upstream.connect_timeout_seconds.into(),
+    )));
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_webpki_roots()
+        .https_or_http()
+        .enable_http1()
+        .enable_http2()
+        .wrap_connector(http);
+    Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(90))
+        .build(https)
+}
+
+impl Gateway {
+    pub fn new(
+        config: Config,
+        key: Arc<SystemKey>,
+        auth: Option<Arc<Authenticator>>,
+        sessions: SessionSealer,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        let required_scopes = match &config.auth {
+            AuthConfig::Oidc(oidc) => oidc.required_scopes.clone(),
+            AuthConfig::Anonymous => Vec::new(),
+        };
+        Self {
+            origins: OriginPolicy::new(&config),
+            key_header: HeaderName::from_bytes(config.system_key.header.as_bytes())
+                .expect("validated in Config::validate"),
+            upstream_origin: config.upstream.url.origin().ascii_serialization(),
+            client: upstream_client(&config),
+            response_timeout: Duration::from_secs(config.upstream.response_timeout_seconds.into()),
+            stream_idle: Duration::from_secs(config.upstream.stream_idle_timeout_seconds.into()),
+            required_scopes,
+            config,
+            key,
+            auth,
+            sessions,
+            metrics,
+        }
+    }
+
+    /// Ready to serve: the key is loaded and, with OIDC, signing keys have been fetched.
+    pub fn ready(&self) -> bool {
+        self.key.is_loaded() && self.auth.as_ref().is_none_or(|a| a.ready())
+    }
+
+    /// Serves one request.
+    pub async fn handle(self: Arc<Self>, request: Request<Incoming>) -> Response<Body> {
+        let started = Instant::now();
+        let route = routes::route(&self.config, request.uri().path());
+        let mut log = RequestLog::new(route, request.method());
+        let request_headers = request.headers().clone();
+        let mut response = self.respond(route, request, &mut log).await;
+        self.origins
+            .response_headers(&request_headers, response.headers_mut());
+        self.metrics
+            .requests
+            .get_or_create(&RouteStatus {
+                route: route.name(),
+                status: response.status().as_u16(),
+            })
+            .inc();
+        log.emit(response.status(), started.elapsed());
+        response
+    }
+
+    async fn respond(
+        &self,
+        route: Route,
+        request: Request<Incoming>,
+        log: &mut RequestLog,
+    ) -> Response<Body> {
+        if request.method() == Method::OPTIONS {
+            return match self.origins.preflight(request.headers()) {
+                Some(headers) => with_headers(StatusCode::NO_CONTENT, headers),
+                None => plain(StatusCode::FORBIDDEN, "origin not allowed"),
+            };
+        }
+        match route {
+            Route::NotFound => plain(StatusCode::NOT_FOUND, "not found"),
+            Route::ResourceMetadata => self.resource_metadata(request.method()),
+            Route::Mcp | Route::Sse | Route::Message => {
+                if !self.origins.permits(request.headers()) {
+                    return plain(StatusCode::FORBIDDEN, "origin not allowed");
+                }
+                let principal = match self.authenticate(&request).await {
+                    Ok(p) => p,
+                    Err(error) => return self.auth_failure(&error),
+                };
+                log.subject = Some(principal.subject.clone());
+                log.client_id = principal.client_id.clone();
+                self.forward(route, principal, request, log).await
+            }
+        }
+    }
+
+    fn resource_metadata(&self, method: &Method) -> Response<Body> {
+        if method != Method::GET && method != Method::HEAD {
+            return plain(StatusCode::METHOD_NOT_ALLOWED, "use GET");
+        }
+        match metadata::protected_resource_metadata(&self.config) {
+            Some(doc) => {
+                let mut r = Response::new(body::full(doc.to_string()));
+                let h = r.headers_mut();
+                h.insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                );
+                h.insert(
+                    header::CACHE_CONTROL,
+                    HeaderValue::from_static("max-age=300"),
+                );
+                h.insert(
+                    header::ACCESS_CONTROL_ALLOW_ORIGIN,
+                    HeaderValue::from_static("*"),
+                );
+                r
+            }
+            None => plain(
+                StatusCode::NOT_FOUND,
+                "this gateway does not authenticate clients",
+            ),
+        }
+    }
+
+    async fn authenticate(&self, request: &Request<Incoming>) -> Result<Principal, AuthError> {
+        match &self.auth {
+            Some(auth) => {
+                auth.authenticate(request.headers().get(header::AUTHORIZATION))
+                    .await
+            }
+            None => Ok(Principal::anonymous()),
+        }
+    }
+
+    fn auth_failure(&self, error: &AuthError) -> Response<Body> {
+        self.metrics
+            .auth_failures
+            .get_or_create(&Reason {
+                reason: error.reason(),
+            })
+            .inc();
+        let status = StatusCode::from_u16(error.status()).unwrap_or(StatusCode::UNAUTHORIZED);
+        let challenge = auth::challenge(
+            &self.config.resource_metadata_url(),
+            &self.required_scopes,
+            Some(error),
+        );
+        let mut r = plain(
+            status,
+            if status == StatusCode::FORBIDDEN {
+                "insufficient scope"
+            } else {
+                "unauthorized"
+            },
+        );
+        r.headers_mut().insert(header::WWW_AUTHENTICATE, challenge);
+        r
+    }
+
+    async fn forward(
+        &self,
+        route: Route,
+        principal: Principal,
+        request: Request<Incoming>,
+        log: &mut RequestLog,
+    ) -> Response<Body> {
+        let (parts, incoming) = request.into_parts();
+        let limit = self.config.limits.max_request_body_bytes;
+        let declared = parts
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+        if declared.is_some_and(|n| n > limit) {
+            return plain(StatusCode::PAYLOAD_TOO_LARGE, "request body too large");
+        }
+        // MCP requests are single JSON-RPC messages: reading them whole is cheap, lets the
+        // log name the method, and makes a retry with a renewed key possible.
+        let body = match Limited::new(incoming, limit).collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(e)
+                if e.downcast_ref::<http_body_util::LengthLimitError>()
+                    .is_some() =>
+            {
+                return plain(StatusCode::PAYLOAD_TOO_LARGE, "request body too large");
+            }
+            Err(_) => return plain(StatusCode::BAD_REQUEST, "could not read the request body"),
+        };
+        let peek = mcp_peek::peek(&parts.headers, &body);
+        log.mcp_method = peek.method;
+        log.mcp_name = peek.name;
+
+        let mut headers = parts.headers;
+        if let Some(sealed) = headers.remove(&SESSION_HEADER) {
+            let opened = sealed
+                .to_str()
+                .ok()
+                .and_then(|s| self.sessions.open(&principal.subject, s).ok());
+            match opened.and_then(|id| HeaderValue::from_str(&id).ok()) {
+                Some(id) => {
+                    headers.insert(SESSION_HEADER, id);
+                }
+                // Unknown, tampered, or another subject's session: MCP's answer to a session
+                // the server does not know is 404, which makes clients start a new one.
+                None => return session_not_found(),
+            }
+        }
+        let path = route.upstream_path(&self.config).expect("upstream route");
+        let uri: Uri = match forward::query_without_key(parts.uri.query()) {
+            Some(q) => format!("{}{path}?{q}", self.upstream_origin),
+            None => format!("{}{path}", self.upstream_origin),
+        }
+        .parse()
+        .expect("built from a validated URL");
+
+        let started = Instant::now();
+        let upstream = match self.send(&parts.method, &uri, &headers, &body).await {
+            Ok(r) => r,
+            Err(failure) => return failure,
+        };
+        self.metrics
+            .upstream_latency
+            .get_or_create(&RouteLabel {
+                route: route.name(),
+            })
+            .observe(started.elapsed().as_secs_f64());
+        self.client_response(route, &principal, upstream)
+    }
+
+    /// Sends upstream with the current key; if the upstream rejects the key, re-reads it and
+    /// tries once more (a rejected request did not run, so repeating it is safe).
+    async fn send(
+        &self,
+        method: &Method,
+        uri: &Uri,
+        headers: &http::HeaderMap,
+        body: &Bytes,
+    ) -> Result<Response<Incoming>, Response<Body>> {
+        let mut retried = false;
+        loop {
+            let Some(key) = self.key.get() else {
+                return Err(plain(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the gateway has no system key yet",
+                ));
+            };
+            let mut request = Request::new(Full::new(body.clone()));
+            *request.method_mut() = method.clone();
+            *request.uri_mut() = uri.clone();
+            *request.headers_mut() =
+                forward::upstream_request_headers(headers.clone(), &self.key_header, &key);
+            let response =
+                match tokio::time::timeout(self.response_timeout, self.client.request(request))
+                    .await
+                {
+                    Err(_) => {
+                        return Err(plain(
+                            StatusCode::GATEWAY_TIMEOUT,
+                            "the MCP server did not answer in time",
+                        ));
+                    }
+                    Ok(Err(error)) => {
+                        tracing::warn!(error = %error, "upstream request failed");
+                        return Err(plain(
+                            StatusCode::BAD_GATEWAY,
+                            "the MCP server could not be reached",
+                        ));
+                    }
+                    Ok(Ok(r)) => r,
+                };
+            let rejected = matches!(
+                response.status(),
+                StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN
+            );
+            if !rejected {
+                return Ok(response);
+            }
+            if !retried && self.key.reload() {
+                retried = true;
+                continue;
+            }
+            self.metrics.upstream_key_rejections.inc();
+            tracing::error!(
+                status = response.status().as_u16(),
+                "the Function App rejected the system key"
+            );
+            return Err(plain(
+                StatusCode::BAD_GATEWAY,
+                "the MCP server rejected the gateway's system key",
+            ));
+        }
+    }
+
+    fn client_response(
+        &self,
+        route: Route,
+        principal: &Principal,
+        upstream: Response<Incoming>,
+    ) -> Response<Body> {
+        let (mut parts, incoming) = upstream.into_parts();
+        if let Some(id) = parts.headers.remove(&SESSION_HEADER) {
+            let sealed = id
+                .to_str()
+                .ok()
+                .map(|id| self.sessions.seal(&principal.subject, id));
+            if let Some(v) = sealed.and_then(|s| HeaderValue::from_str(&s).ok()) {
+                parts.headers.insert(SESSION_HEADER, v);
+            }
+        }
+        let event_stream = forward::is_event_stream(&parts.headers);
+        parts.headers = forward::client_response_headers(parts.headers);
+        let rewriter = (route == Route::Sse && event_stream).then(|| {
+            EndpointRewriter::new(
+                format!("{}/message", self.config.prefix()),
+                Route::Message
+                    .upstream_path(&self.config)
+                    .expect("message route"),
+            )
+        });
+        if rewriter.is_some() {
+            // The rewrite changes the length; bodies passed unchanged keep theirs.
+            parts.headers.remove(header::CONTENT_LENGTH);
+        }
+        let body = body::relay(
+            incoming,
+            rewriter,
+            self.stream_idle,
+            event_stream,
+            &self.metrics,
+        );
+        Response::from_parts(parts, body)
+    }
+}
+
+impl Principal {
+    fn anonymous() -> Self {
+        Principal {
+            subject: "anonymous".into(),
+            client_id: None,
+            tenant: None,
+            scopes: Vec::new(),
+            expires_at: u64::MAX,
+        }
+    }
+}
+
+fn plain(status: StatusCode, message: &'static str) -> Response<Body> {
+    let mut r = Response::new(body::full(message));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+fn with_headers(status: StatusCode, headers: http::HeaderMap) -> Response<Body> {
+    let mut r = Response::new(body::empty());
+    *r.status_mut() = status;
+    *r.headers_mut() = headers;
+    r
+}
+
+fn session_not_found() -> Response<Body> {
+    let mut r = Response::new(body::full(
+        r#"{"jsonrpc":"2.0","error":{"code":-32001,"message":"Session not found"},"id":null}"#,
+    ));
+    *r.status_mut() = StatusCode::NOT_FOUND;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+/// One structured log line per request. Holds only what is safe to log: no key, no token.
+struct RequestLog {
+    route: Route,
+    method: Method,
+    subject: Option<String>,
+    client_id: Option<String>,
+    mcp_method: Option<String>,
+    mcp_name: Option<String>,
+}
+
+impl RequestLog {
+    fn new(route: Route, method: &Method) -> Self {
+        Self {
+            route,
+            method: method.clone(),
+            subject: None,
+            client_id: None,
+            mcp_method: None,
+            mcp_name: None,
+        }
+    }
+
+    fn emit(&self, status: StatusCode, elapsed: Duration) {
+        tracing::info!(
+            route = self.route.name(),
+            http_method = %self.method,
+            status = status.as_u16(),
+            latency_ms = elapsed.as_secs_f64() * 1000.0,
+            subject = self.subject.as_deref(),
+            client_id = self.client_id.as_deref(),
+            mcp_method = self.mcp_method.as_deref(),
+            mcp_name = self.mcp_name.as_deref(),
+            "request"
+        );
+    }
+}

@@ -1,0 +1,166 @@
+//! The Node test fixtures in `tests/fixtures/node` (see its README): the Functions host
+//! stand-in, the OIDC provider, and the TypeScript SDK client. `npm ci` there first.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use serde_json::Value;
+
+use crate::process::Process;
+use crate::workspace_root;
+
+pub fn node_dir() -> PathBuf {
+    workspace_root().join("tests/fixtures/node")
+}
+
+fn node_command(script: &str) -> Command {
+    let dir = node_dir();
+    assert!(
+        dir.join("node_modules").is_dir(),
+        "tests/fixtures/node/node_modules is missing: run `npm ci` there (.ci/run does)"
+    );
+    let mut c = Command::new("node");
+    c.current_dir(&dir).arg(script);
+    c
+}
+
+/// The Azure Functions MCP host stand-in in front of a real SDK MCP server.
+pub struct Standin {
+    pub url: String,
+    _process: Process,
+}
+
+impl Standin {
+    pub fn start(key_file: &Path) -> anyhow::Result<Self> {
+        let mut c = node_command("functions-standin.mjs");
+        c.arg("--key-file").arg(key_file).args(["--port", "0"]);
+        let (process, ready) =
+            Process::spawn_ready("functions stand-in", c, None, Duration::from_secs(20))?;
+        Ok(Self {
+            url: ready["url"].as_str().context("stand-in url")?.to_string(),
+            _process: process,
+        })
+    }
+
+    /// What the stand-in saw on `/runtime/webhooks/*` (no key values).
+    pub async fn requests(&self) -> anyhow::Result<Vec<Value>> {
+        let v: Value = reqwest::get(format!("{}/_standin/requests", self.url))
+            .await?
+            .json()
+            .await?;
+        Ok(v.as_array().cloned().unwrap_or_default())
+    }
+
+    pub async fn stats(&self) -> anyhow::Result<Value> {
+        Ok(reqwest::get(format!("{}/_standin/stats", self.url))
+            .await?
+            .json()
+            .await?)
+    }
+
+    pub async fn reset(&self) -> anyhow::Result<()> {
+        reqwest::Client::new()
+            .post(format!("{}/_standin/reset", self.url))
+            .send()
+            .await?;
+        Ok(())
+    }
+}
+
+/// A real OpenID provider (`oidc-provider`) minting audience-bound JWT access tokens.
+pub struct Idp {
+    pub issuer: String,
+    _process: Process,
+}
+
+pub const CLIENT_ID: &str = "mcp-test";
+pub const CLIENT_SECRET: &str = "test-secret";
+
+impl Idp {
+    pub fn start() -> anyhow::Result<Self> {
+        let dir = node_dir();
+        let node22 = dir.join("bin/node22");
+        let mut c = Command::new(if node22.exists() {
+            node22
+        } else {
+            PathBuf::from("node")
+        });
+        c.current_dir(&dir)
+            .arg("oidc-provider.mjs")
+            .args(["--port", "0"]);
+        let (process, ready) =
+            Process::spawn_ready("oidc-provider", c, None, Duration::from_secs(30))?;
+        Ok(Self {
+            issuer: ready["issuer"].as_str().context("issuer")?.to_string(),
+            _process: process,
+        })
+    }
+
+    /// A client_credentials access token for `resource` with `scope`, signed with `alg`.
+    pub fn token(&self, resource: &str, scope: &str, alg: &str) -> anyhow::Result<String> {
+        self.token_with(resource, scope, alg, None)
+    }
+
+    pub fn token_with(
+        &self,
+        resource: &str,
+        scope: &str,
+        alg: &str,
+        ttl: Option<u32>,
+    ) -> anyhow::Result<String> {
+        let mut c = node_command("mint-token.mjs");
+        c.args([
+            "--issuer",
+            &self.issuer,
+            "--client-id",
+            CLIENT_ID,
+            "--client-secret",
+            CLIENT_SECRET,
+        ])
+        .args(["--resource", resource, "--scope", scope, "--alg", alg]);
+        if let Some(ttl) = ttl {
+            c.args(["--ttl", &ttl.to_string()]);
+        }
+        let out = c.output().context("run mint-token.mjs")?;
+        if !out.status.success() {
+            bail!(
+                "mint-token failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(String::from_utf8(out.stdout)?.trim().to_string())
+    }
+
+    /// Makes the provider sign with a new key (published in its JWKS).
+    pub async fn rotate_key(&self, alg: &str) -> anyhow::Result<()> {
+        let r = reqwest::Client::new()
+            .post(format!("{}/_test/rotate?alg={alg}", self.issuer))
+            .send()
+            .await?;
+        if !r.status().is_success() {
+            bail!("rotate failed: {}", r.status());
+        }
+        Ok(())
+    }
+}
+
+/// Runs the TypeScript SDK client (`mcp-client.mjs`) with `args`; returns its JSON line and
+/// whether it exited 0.
+pub fn mcp_client(args: &[&str]) -> anyhow::Result<(bool, Value, String)> {
+    let out = node_command("mcp-client.mjs")
+        .args(args)
+        .output()
+        .context("run mcp-client.mjs")?;
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let line = stdout
+        .lines()
+        .rev()
+        .find(|l| l.trim_start().starts_with('{'))
+        .unwrap_or("{}");
+    let v: Value =
+        serde_json::from_str(line).with_context(|| format!("client output: {stdout}"))?;
+    let raw = format!("{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    Ok((out.status.success(), v, raw))
+}

@@ -1,0 +1,137 @@
+//! Child processes that announce readiness with one JSON line on stdout and die with the
+//! test: killed on drop, and (for the Node fixtures) exiting when their stdin closes.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use serde_json::Value;
+
+pub struct Process {
+    pub name: String,
+    child: Child,
+    _stdin: Option<ChildStdin>,
+}
+
+impl Process {
+    /// Starts `command`, waits (up to `timeout`) for its first stdout line that parses as
+    /// JSON and returns it. Stderr goes to `stderr_to` if given, else is inherited.
+    pub fn spawn_ready(
+        name: &str,
+        mut command: Command,
+        stderr_to: Option<std::fs::File>,
+        timeout: Duration,
+    ) -> anyhow::Result<(Self, Value)> {
+        command.stdin(Stdio::piped()).stdout(Stdio::piped());
+        match stderr_to {
+            Some(file) => command.stderr(file),
+            None => command.stderr(Stdio::inherit()),
+        };
+        let mut child = command.spawn().with_context(|| format!("start {name}"))?;
+        let stdin = child.stdin.take();
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            for line in lines.by_ref() {
+                let Ok(line) = line else { break };
+                if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                    let _ = tx.send(v);
+                    break;
+                }
+            }
+            // Keep draining so the child never blocks on a full pipe.
+            for _ in lines {}
+        });
+        let mut process = Self {
+            name: name.to_string(),
+            child,
+            _stdin: stdin,
+        };
+        match rx.recv_timeout(timeout) {
+            Ok(v) => Ok((process, v)),
+            Err(_) => {
+                let status = process.child.try_wait().ok().flatten();
+                bail!("{name} did not become ready within {timeout:?} (exit status: {status:?})")
+            }
+        }
+    }
+
+    /// Starts a process that logs a JSON line containing `marker` on stderr when ready
+    /// (the sidecar): returns that line. The whole stderr is also copied to `log_path`.
+    pub fn spawn_logging(
+        name: &str,
+        mut command: Command,
+        log_path: &std::path::Path,
+        marker: &str,
+        timeout: Duration,
+    ) -> anyhow::Result<(Self, Value)> {
+        command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = command.spawn().with_context(|| format!("start {name}"))?;
+        let stdin = child.stdin.take();
+        let stderr = child.stderr.take().expect("piped stderr");
+        let mut log = std::fs::File::create(log_path)?;
+        let marker = marker.to_string();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::Write;
+            let mut tx = Some(tx);
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                let _ = writeln!(log, "{line}");
+                if line.contains(&marker)
+                    && let (Some(t), Ok(v)) = (tx.as_ref(), serde_json::from_str::<Value>(&line))
+                {
+                    let _ = t.send(v);
+                    tx = None;
+                }
+            }
+        });
+        let mut process = Self {
+            name: name.to_string(),
+            child,
+            _stdin: stdin,
+        };
+        match rx.recv_timeout(timeout) {
+            Ok(v) => Ok((process, v)),
+            Err(_) => {
+                let status = process.child.try_wait().ok().flatten();
+                let log = std::fs::read_to_string(log_path).unwrap_or_default();
+                bail!(
+                    "{name} did not start within {timeout:?} (exit status: {status:?}); log:\n{log}"
+                )
+            }
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends SIGTERM and waits up to `timeout` for the exit; returns the exit code.
+    pub fn terminate(&mut self, timeout: Duration) -> Option<i32> {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let deadline = std::time::Instant::now() + timeout;
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
