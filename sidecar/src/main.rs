@@ -31,6 +31,7 @@ async fn main() -> anyhow::Result<()> {
         .json()
         .flatten_event(true)
         .with_current_span(false)
+        .with_writer(std::io::stderr)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("MCP_GATEWAY_LOG")
                 .unwrap_or_else(|_| "info".into()),

@@ -333,7 +333,10 @@ impl Gateway {
             if !rejected {
                 return Ok(response);
             }
-            if !retried && self.key.reload() {
+            // Retry when the key is newer than the one this request carried: re-read now, or
+            // already re-read by a concurrent request that was rejected a moment earlier.
+            self.key.reload();
+            if !retried && self.key.get().is_some_and(|current| current != key) {
                 retried = true;
                 continue;
             }

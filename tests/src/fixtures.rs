@@ -77,19 +77,37 @@ pub struct Idp {
 
 pub const CLIENT_ID: &str = "mcp-test";
 pub const CLIENT_SECRET: &str = "test-secret";
+/// A second confidential client: tokens for another subject.
+pub const OTHER_CLIENT_ID: &str = "mcp-other";
+pub const OTHER_CLIENT_SECRET: &str = "other-secret";
 
 impl Idp {
+    /// Starts the provider with two confidential clients ([`CLIENT_ID`], [`OTHER_CLIENT_ID`]).
     pub fn start() -> anyhow::Result<Self> {
         let dir = node_dir();
         let node22 = dir.join("bin/node22");
-        let mut c = Command::new(if node22.exists() {
+        let client = |id: &str, secret: &str| {
+            serde_json::json!({
+                "client_id": id, "client_secret": secret,
+                "grant_types": ["client_credentials"], "response_types": [], "redirect_uris": [],
+            })
+        };
+        let clients = serde_json::json!([
+            client(CLIENT_ID, CLIENT_SECRET),
+            client(OTHER_CLIENT_ID, OTHER_CLIENT_SECRET)
+        ]);
+        let node = if node22.exists() {
             node22
         } else {
             PathBuf::from("node")
-        });
-        c.current_dir(&dir)
-            .arg("oidc-provider.mjs")
-            .args(["--port", "0"]);
+        };
+        let mut c = Command::new(node);
+        c.current_dir(&dir).arg("oidc-provider.mjs").args([
+            "--port",
+            "0",
+            "--clients",
+            &clients.to_string(),
+        ]);
         let (process, ready) =
             Process::spawn_ready("oidc-provider", c, None, Duration::from_secs(30))?;
         Ok(Self {
@@ -110,16 +128,22 @@ impl Idp {
         alg: &str,
         ttl: Option<u32>,
     ) -> anyhow::Result<String> {
+        self.token_for((CLIENT_ID, CLIENT_SECRET), resource, scope, alg, ttl)
+    }
+
+    /// A token for another client (and so another subject).
+    pub fn token_for(
+        &self,
+        (client_id, secret): (&str, &str),
+        resource: &str,
+        scope: &str,
+        alg: &str,
+        ttl: Option<u32>,
+    ) -> anyhow::Result<String> {
         let mut c = node_command("mint-token.mjs");
-        c.args([
-            "--issuer",
-            &self.issuer,
-            "--client-id",
-            CLIENT_ID,
-            "--client-secret",
-            CLIENT_SECRET,
-        ])
-        .args(["--resource", resource, "--scope", scope, "--alg", alg]);
+        c.args(["--issuer", &self.issuer, "--client-id", client_id])
+            .args(["--client-secret", secret, "--resource", resource])
+            .args(["--scope", scope, "--alg", alg]);
         if let Some(ttl) = ttl {
             c.args(["--ttl", &ttl.to_string()]);
         }

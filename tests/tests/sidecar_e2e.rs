@@ -1,0 +1,753 @@
+//! The real sidecar binary between real MCP clients (TypeScript SDK, Python SDK) and a real
+//! MCP server behind the Functions host stand-in, with tokens from a real OpenID provider.
+//! Every raw response byte and every log line is checked for the system key.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use mcp_gateway_sidecar::config::Config;
+use mcp_gateway_tests::TempDir;
+use mcp_gateway_tests::fixtures::{self, Idp, Standin};
+use mcp_gateway_tests::sidecar::{Sidecar, public_listener};
+use serde_json::{Value, json};
+
+const SCOPE: &str = "mcp:tools";
+const ACCEPT: &str = "application/json, text/event-stream";
+
+/// A recognizable key, so a leak anywhere is found by a plain search.
+fn system_key(tag: &str) -> String {
+    format!("SYSKEY-{tag}-5f2b9c1e7d")
+}
+
+/// Writes `key` the way the kubelet updates a Secret volume: a new timestamped directory,
+/// a `..data` symlink swapped atomically to it, and the key file a symlink through `..data`.
+fn write_secret_volume(dir: &std::path::Path, key: &str) {
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let version = dir.join(format!(
+        "..v{}",
+        N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&version).unwrap();
+    std::fs::write(version.join("mcp_extension"), key).unwrap();
+    let tmp = dir.join("..data_tmp");
+    let _ = std::fs::remove_file(&tmp);
+    std::os::unix::fs::symlink(version.file_name().unwrap(), &tmp).unwrap();
+    std::fs::rename(&tmp, dir.join("..data")).unwrap();
+    let link = dir.join("mcp_extension");
+    if !link.exists() {
+        std::os::unix::fs::symlink("..data/mcp_extension", &link).unwrap();
+    }
+}
+
+/// Stand-in + IdP + sidecar, wired as in a cluster: the stand-in and the sidecar read the
+/// same key file, as the Function App and the Key Vault-synced Secret agree on one key.
+struct Stack {
+    dir: TempDir,
+    key: Mutex<String>,
+    standin: Standin,
+    idp: Option<Idp>,
+    sidecar: Sidecar,
+    /// Every response body and header block seen by tests, for the leak check.
+    seen: Arc<Mutex<Vec<u8>>>,
+}
+
+impl Stack {
+    async fn start(oidc: bool, tweak: impl FnOnce(&mut Config)) -> Stack {
+        let dir = TempDir::new("e2e");
+        let volume = dir.path().join("secret");
+        std::fs::create_dir_all(&volume).unwrap();
+        let key = system_key("a");
+        write_secret_volume(&volume, &key);
+        let key_file = volume.join("mcp_extension");
+        let standin = Standin::start(&key_file).expect("stand-in");
+        let idp = oidc.then(|| Idp::start().expect("oidc-provider"));
+        let (listen, base) = public_listener();
+        let auth = match &idp {
+            Some(idp) => {
+                json!({"mode": "Oidc", "issuer": idp.issuer, "audiences": [format!("{base}/mcp")],
+                                 "requiredScopes": [SCOPE], "leewaySeconds": 0})
+            }
+            None => json!({"mode": "Anonymous"}),
+        };
+        let mut config: Config = serde_json::from_value(json!({
+            "listen": listen.to_string(),
+            "publicBaseUrl": base,
+            "upstream": {"url": standin.url, "responseTimeoutSeconds": 5},
+            "systemKey": {"file": key_file},
+            "auth": auth,
+            "allowedOrigins": ["http://localhost:6274"],
+        }))
+        .unwrap();
+        tweak(&mut config);
+        let sidecar = Sidecar::start(config).expect("sidecar starts");
+        sidecar.wait_ready().await.expect("sidecar ready");
+        Stack {
+            dir,
+            key: Mutex::new(key),
+            standin,
+            idp,
+            sidecar,
+            seen: Default::default(),
+        }
+    }
+
+    fn mcp_url(&self) -> String {
+        format!("{}/mcp", self.sidecar.url)
+    }
+
+    fn idp(&self) -> &Idp {
+        self.idp.as_ref().expect("started with oidc")
+    }
+
+    fn token(&self) -> String {
+        self.idp()
+            .token(&self.mcp_url(), SCOPE, "RS256")
+            .expect("token")
+    }
+
+    fn record(&self, bytes: &[u8]) {
+        self.seen.lock().unwrap().extend_from_slice(bytes);
+    }
+
+    /// Sends a request and records the raw response (status line, headers, body).
+    async fn send(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> (u16, reqwest::header::HeaderMap, String) {
+        let response = request.send().await.expect("request");
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let body = response.text().await.unwrap_or_default();
+        self.record(format!("{status} {headers:?}\n{body}\n").as_bytes());
+        (status, headers, body)
+    }
+
+    fn client(&self, args: &[&str]) -> Value {
+        let (ok, value, raw) = fixtures::mcp_client(args).expect("mcp-client runs");
+        self.record(raw.as_bytes());
+        assert!(ok, "mcp-client failed: {raw}");
+        value
+    }
+
+    /// The key never reached a client or a log line.
+    fn assert_no_key_leak(&self) {
+        let key = self.key.lock().unwrap().clone();
+        let seen = String::from_utf8_lossy(&self.seen.lock().unwrap()).to_string();
+        assert!(!seen.contains(&key), "the system key reached a client");
+        assert!(!seen.contains("SYSKEY-"), "a system key reached a client");
+        let logs = self.sidecar.logs();
+        assert!(
+            !logs.contains("SYSKEY-"),
+            "a system key reached the sidecar's logs"
+        );
+        assert!(!logs.contains("eyJ"), "a token reached the sidecar's logs");
+    }
+}
+
+fn initialize_body() -> String {
+    json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {},
+        "clientInfo": {"name": "e2e", "version": "1"}}})
+    .to_string()
+}
+
+#[tokio::test]
+async fn typescript_client_discovers_auth_and_calls_tools_over_both_transports() {
+    let stack = Stack::start(true, |_| {}).await;
+
+    // The SDK's own OAuth flow: 401 → resource metadata → AS metadata → client_credentials.
+    let out = stack.client(&[
+        "--url",
+        &stack.mcp_url(),
+        "--transport",
+        "streamable",
+        "--oauth-client-credentials",
+        "--client-id",
+        fixtures::CLIENT_ID,
+        "--client-secret",
+        fixtures::CLIENT_SECRET,
+        "--scope",
+        SCOPE,
+        "--expected-issuer",
+        &stack.idp().issuer,
+        "--list-tools",
+        "--call",
+        "echo",
+        "--args",
+        r#"{"message":"hello through the gateway"}"#,
+    ]);
+    let tools: Vec<&str> = out["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t.as_str())
+        .collect();
+    assert!(tools.contains(&"echo") && tools.contains(&"add"), "{out}");
+    assert!(
+        out["result"]
+            .to_string()
+            .contains("hello through the gateway"),
+        "{out}"
+    );
+    assert!(
+        out["discovery"]
+            .to_string()
+            .contains("oauth-protected-resource"),
+        "the client should have discovered the resource metadata: {out}"
+    );
+
+    // Legacy HTTP+SSE with a bearer token: the endpoint event is rewritten to our route.
+    let token = stack.token();
+    let out = stack.client(&[
+        "--url",
+        &format!("{}/sse", stack.sidecar.url),
+        "--transport",
+        "sse",
+        "--token",
+        &token,
+        "--call",
+        "add",
+        "--args",
+        r#"{"a":2,"b":40}"#,
+    ]);
+    assert!(out["result"].to_string().contains("42"), "{out}");
+
+    // Upstream saw the key on every request and never the client's token or cookies.
+    let requests = stack.standin.requests().await.unwrap();
+    assert!(requests.len() >= 4, "{requests:?}");
+    for r in &requests {
+        assert_eq!(r["keyMatched"], true, "{r}");
+        assert_eq!(r["hasAuthorization"], false, "token passed through: {r}");
+    }
+    assert!(
+        requests
+            .iter()
+            .any(|r| r["path"] == "/runtime/webhooks/mcp/sse")
+    );
+    assert!(
+        requests
+            .iter()
+            .any(|r| r["path"] == "/runtime/webhooks/mcp/message")
+    );
+
+    // Structured request logs name the subject and the MCP method and tool.
+    let logs = stack.sidecar.logs();
+    let call = logs
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|l| l["mcp_method"] == "tools/call" && l["mcp_name"] == "echo")
+        .expect("a log line for the echo call");
+    assert_eq!(call["subject"], fixtures::CLIENT_ID);
+    assert_eq!(call["status"], 200);
+    stack.assert_no_key_leak();
+}
+
+#[tokio::test]
+async fn unauthenticated_requests_get_a_challenge_and_metadata_is_public() {
+    let stack = Stack::start(true, |_| {}).await;
+    let http = reqwest::Client::new();
+    let (status, headers, _) = stack
+        .send(
+            http.post(stack.mcp_url())
+                .header("accept", ACCEPT)
+                .header("content-type", "application/json")
+                .body(initialize_body()),
+        )
+        .await;
+    assert_eq!(status, 401);
+    let challenge = headers["www-authenticate"].to_str().unwrap();
+    let prm_url = format!(
+        "{}/.well-known/oauth-protected-resource/mcp",
+        stack.sidecar.url
+    );
+    assert_eq!(
+        challenge,
+        format!(r#"Bearer resource_metadata="{prm_url}", scope="{SCOPE}""#)
+    );
+
+    for url in [
+        prm_url.clone(),
+        format!("{}/.well-known/oauth-protected-resource", stack.sidecar.url),
+    ] {
+        let (status, _, body) = stack.send(http.get(&url)).await;
+        assert_eq!(status, 200, "{url}");
+        let doc: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(doc["resource"], stack.mcp_url());
+        assert_eq!(doc["authorization_servers"], json!([stack.idp().issuer]));
+        assert_eq!(doc["scopes_supported"], json!([SCOPE]));
+    }
+
+    // Nothing reached the upstream.
+    assert!(stack.standin.requests().await.unwrap().is_empty());
+    stack.assert_no_key_leak();
+}
+
+fn tamper_payload(token: &str, edit: impl FnOnce(&mut Value)) -> String {
+    let parts: Vec<&str> = token.split('.').collect();
+    let mut payload: Value = serde_json::from_slice(&B64.decode(parts[1]).unwrap()).unwrap();
+    edit(&mut payload);
+    format!(
+        "{}.{}.{}",
+        parts[0],
+        B64.encode(payload.to_string()),
+        parts[2]
+    )
+}
+
+fn with_header(token: &str, edit: impl FnOnce(&mut Value)) -> String {
+    let parts: Vec<&str> = token.split('.').collect();
+    let mut header: Value = serde_json::from_slice(&B64.decode(parts[0]).unwrap()).unwrap();
+    edit(&mut header);
+    format!(
+        "{}.{}.{}",
+        B64.encode(header.to_string()),
+        parts[1],
+        parts[2]
+    )
+}
+
+#[tokio::test]
+async fn hostile_tokens_are_refused_with_the_right_status_and_header() {
+    let stack = Stack::start(true, |_| {}).await;
+    let good = stack.token();
+    let resource = stack.mcp_url();
+    let idp = stack.idp();
+    let alg_none = {
+        let t = with_header(&good, |h| h["alg"] = json!("none"));
+        let mut parts: Vec<&str> = t.split('.').collect();
+        parts[2] = "";
+        parts.join(".")
+    };
+    let cases: Vec<(&str, String, u16, &str)> = vec![
+        (
+            "garbage",
+            "not-a-jwt".into(),
+            401,
+            r#"error="invalid_token""#,
+        ),
+        ("alg none", alg_none, 401, r#"error="invalid_token""#),
+        (
+            "HS256 header",
+            with_header(&good, |h| h["alg"] = json!("HS256")),
+            401,
+            r#"error="invalid_token""#,
+        ),
+        (
+            "tampered payload",
+            tamper_payload(&good, |p| p["sub"] = json!("admin")),
+            401,
+            r#"error="invalid_token""#,
+        ),
+        (
+            "unknown kid",
+            with_header(&good, |h| h["kid"] = json!("no-such-key")),
+            401,
+            r#"error="invalid_token""#,
+        ),
+        (
+            "wrong audience",
+            idp.token("https://other.example/mcp", SCOPE, "RS256")
+                .unwrap(),
+            401,
+            r#"error="invalid_token""#,
+        ),
+        (
+            "missing scope",
+            idp.token(&resource, "mcp:read", "RS256").unwrap(),
+            403,
+            r#"error="insufficient_scope""#,
+        ),
+        (
+            "oversized",
+            format!("{good}{}", "A".repeat(20_000)),
+            401,
+            r#"error="invalid_token""#,
+        ),
+    ];
+    let http = reqwest::Client::new();
+    for (name, token, status, error) in cases {
+        let (got, headers, _) = stack
+            .send(
+                http.post(&resource)
+                    .header("accept", ACCEPT)
+                    .header("content-type", "application/json")
+                    .bearer_auth(&token)
+                    .body(initialize_body()),
+            )
+            .await;
+        assert_eq!(got, status, "{name}");
+        let challenge = headers["www-authenticate"].to_str().unwrap();
+        assert!(challenge.contains(error), "{name}: {challenge}");
+        assert!(
+            challenge.contains("resource_metadata="),
+            "{name}: {challenge}"
+        );
+        assert!(
+            !challenge.contains(&token[..20.min(token.len())]) || token.len() < 20,
+            "{name}: token echoed"
+        );
+    }
+
+    // Expired: a 1-second token, used after it expired (leeway 0 in this config).
+    let short = idp.token_with(&resource, SCOPE, "RS256", Some(1)).unwrap();
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let (got, headers, _) = stack
+        .send(
+            http.post(&resource)
+                .header("accept", ACCEPT)
+                .bearer_auth(&short)
+                .body(initialize_body()),
+        )
+        .await;
+    assert_eq!(got, 401);
+    assert!(
+        headers["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .contains("invalid_token")
+    );
+
+    // Both signature algorithms the provider uses are accepted.
+    for alg in ["RS256", "ES256"] {
+        let token = idp.token(&resource, SCOPE, alg).unwrap();
+        let (got, _, _) = stack
+            .send(
+                http.post(&resource)
+                    .header("accept", ACCEPT)
+                    .header("content-type", "application/json")
+                    .bearer_auth(&token)
+                    .body(initialize_body()),
+            )
+            .await;
+        assert_eq!(got, 200, "{alg}");
+    }
+
+    let metrics = stack.sidecar.metrics().await.unwrap();
+    assert!(
+        metrics.contains(r#"mcp_gateway_auth_failures_total{reason="insufficient_scope"} 1"#),
+        "{metrics}"
+    );
+    assert!(metrics.contains(r#"reason="disallowed_alg""#), "{metrics}");
+    // Only the two good initializes reached the upstream.
+    assert_eq!(stack.standin.requests().await.unwrap().len(), 2);
+    stack.assert_no_key_leak();
+}
+
+#[tokio::test]
+async fn a_session_belongs_to_the_subject_that_opened_it() {
+    let stack = Stack::start(true, |_| {}).await;
+    let http = reqwest::Client::new();
+    let resource = stack.mcp_url();
+    let mine = stack.token();
+    let theirs = stack
+        .idp()
+        .token_for(
+            (fixtures::OTHER_CLIENT_ID, fixtures::OTHER_CLIENT_SECRET),
+            &resource,
+            SCOPE,
+            "RS256",
+            None,
+        )
+        .unwrap();
+    let post = |token: &str, session: Option<&str>, body: String| {
+        let mut r = http
+            .post(&resource)
+            .header("accept", ACCEPT)
+            .header("content-type", "application/json")
+            .header("mcp-protocol-version", "2025-06-18")
+            .bearer_auth(token)
+            .body(body);
+        if let Some(s) = session {
+            r = r.header("mcp-session-id", s);
+        }
+        r
+    };
+    let (status, headers, _) = stack.send(post(&mine, None, initialize_body())).await;
+    assert_eq!(status, 200);
+    let session = headers["mcp-session-id"].to_str().unwrap().to_string();
+    let list = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}).to_string();
+    let initialized = json!({"jsonrpc": "2.0", "method": "notifications/initialized"}).to_string();
+    let (status, _, _) = stack.send(post(&mine, Some(&session), initialized)).await;
+    assert_eq!(status, 202);
+    let (status, _, body) = stack.send(post(&mine, Some(&session), list.clone())).await;
+    assert_eq!(status, 200);
+    assert!(body.contains("echo"));
+    let upstream_ids: Vec<String> = stack
+        .standin
+        .requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["mcpSessionId"].as_str().map(String::from))
+        .collect();
+    assert!(
+        !upstream_ids.is_empty(),
+        "the upstream saw its own session id"
+    );
+    assert!(
+        !upstream_ids.contains(&session),
+        "the client must get a sealed id, not the upstream's"
+    );
+
+    // Another subject presenting the same id gets "session not found".
+    let (status, _, body) = stack
+        .send(post(&theirs, Some(&session), list.clone()))
+        .await;
+    assert_eq!(status, 404, "{body}");
+    // A forged id too.
+    let (status, _, _) = stack
+        .send(post(&mine, Some("forged-session-id"), list))
+        .await;
+    assert_eq!(status, 404);
+    stack.assert_no_key_leak();
+}
+
+#[tokio::test]
+async fn legacy_sse_endpoint_event_hides_the_key_and_points_at_the_public_route() {
+    let stack = Stack::start(false, |c| c.path_prefix = "/weather".into()).await;
+    let response = reqwest::Client::new()
+        .get(format!("{}/weather/sse", stack.sidecar.url))
+        .header("accept", "text/event-stream")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["x-accel-buffering"], "no");
+    let mut stream = response.bytes_stream();
+    let mut raw = Vec::new();
+    use futures::StreamExt;
+    while !String::from_utf8_lossy(&raw).contains("\n\n") {
+        let chunk = tokio::time::timeout(Duration::from_secs(5), stream.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        raw.extend_from_slice(&chunk);
+    }
+    stack.record(&raw);
+    let text = String::from_utf8_lossy(&raw);
+    assert!(text.starts_with("event: endpoint"), "{text}");
+    let data = text.lines().find_map(|l| l.strip_prefix("data: ")).unwrap();
+    assert!(data.starts_with("/weather/message?azmcpcs="), "{data}");
+    assert!(!data.contains("code="), "{data}");
+
+    // Anonymous mode: no metadata is advertised.
+    let (status, _, _) = stack
+        .send(reqwest::Client::new().get(format!(
+            "{}/.well-known/oauth-protected-resource/weather/mcp",
+            stack.sidecar.url
+        )))
+        .await;
+    assert_eq!(status, 404);
+    stack.assert_no_key_leak();
+}
+
+#[tokio::test]
+async fn key_rotation_under_load_fails_no_request() {
+    let stack = Arc::new(Stack::start(false, |_| {}).await);
+    let http = reqwest::Client::new();
+    let url = stack.mcp_url();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut workers = Vec::new();
+    for _ in 0..4 {
+        let (http, url, stop) = (http.clone(), url.clone(), stop.clone());
+        workers.push(tokio::spawn(async move {
+            let (mut ok, mut failed) = (0u32, Vec::new());
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let r = http
+                    .post(&url)
+                    .header("accept", ACCEPT)
+                    .header("content-type", "application/json")
+                    .body(initialize_body())
+                    .send()
+                    .await
+                    .unwrap();
+                let status = r.status().as_u16();
+                let _ = r.bytes().await;
+                if status == 200 {
+                    ok += 1
+                } else {
+                    failed.push(status)
+                }
+            }
+            (ok, failed)
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The Function App's key is renewed and the synced Secret volume swaps to it at once.
+    let new_key = system_key("b");
+    write_secret_volume(&stack.dir.path().join("secret"), &new_key);
+    *stack.key.lock().unwrap() = new_key;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let reloads_after_1s = stack.sidecar.metrics().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (mut ok, mut failed) = (0, Vec::new());
+    for w in workers {
+        let (o, f) = w.await.unwrap();
+        ok += o;
+        failed.extend(f);
+    }
+    assert!(
+        failed.is_empty(),
+        "requests failed during rotation: {failed:?}"
+    );
+    assert!(ok > 20, "too few requests to prove anything: {ok}");
+    // Within a second the sidecar was using the new key (first load + the rotation).
+    assert!(
+        reloads_after_1s.contains(r#"mcp_gateway_key_reloads_total{outcome="ok"} 2"#),
+        "{reloads_after_1s}"
+    );
+    let requests = stack.standin.requests().await.unwrap();
+    assert!(
+        requests
+            .iter()
+            .rev()
+            .take(10)
+            .all(|r| r["keyMatched"] == true)
+    );
+    stack.assert_no_key_leak();
+}
+
+#[tokio::test]
+async fn origin_body_size_and_upstream_timeouts_are_enforced() {
+    // An upstream that accepts connections but never answers.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_url = format!("http://{}", silent.local_addr().unwrap());
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = silent.accept().await {
+            held.push(s);
+        }
+    });
+    let stack = Stack::start(false, |c| {
+        c.limits.max_request_body_bytes = 1024;
+        c.upstream.response_timeout_seconds = 1;
+    })
+    .await;
+    let http = reqwest::Client::new();
+    let url = stack.mcp_url();
+
+    let (status, _, _) = stack
+        .send(
+            http.post(&url)
+                .header("origin", "https://evil.example")
+                .header("accept", ACCEPT)
+                .body(initialize_body()),
+        )
+        .await;
+    assert_eq!(status, 403);
+    let (status, headers, _) = stack
+        .send(
+            http.post(&url)
+                .header("origin", "http://localhost:6274")
+                .header("accept", ACCEPT)
+                .header("content-type", "application/json")
+                .body(initialize_body()),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        headers["access-control-allow-origin"],
+        "http://localhost:6274"
+    );
+    let (status, headers, _) = stack
+        .send(
+            http.request(reqwest::Method::OPTIONS, &url)
+                .header("origin", "http://localhost:6274")
+                .header("access-control-request-method", "POST")
+                .header(
+                    "access-control-request-headers",
+                    "authorization, mcp-session-id",
+                ),
+        )
+        .await;
+    assert_eq!(status, 204);
+    assert!(
+        headers["access-control-allow-headers"]
+            .to_str()
+            .unwrap()
+            .contains("Mcp-Session-Id")
+    );
+
+    let (status, _, _) = stack
+        .send(
+            http.post(&url)
+                .header("accept", ACCEPT)
+                .body(vec![b'x'; 4096]),
+        )
+        .await;
+    assert_eq!(status, 413);
+
+    // 405 and 406 from the upstream pass through with their bodies.
+    let (status, _, _) = stack
+        .send(http.get(&url).header("accept", "text/event-stream"))
+        .await;
+    assert_eq!(status, 405);
+    let (status, _, _) = stack
+        .send(
+            http.post(&url)
+                .header("accept", "application/json")
+                .body(initialize_body()),
+        )
+        .await;
+    assert_eq!(status, 406);
+    stack.assert_no_key_leak();
+    drop(stack);
+
+    let slow = Stack::start(false, |c| {
+        c.upstream.url = silent_url.parse().unwrap();
+        c.upstream.response_timeout_seconds = 1;
+    })
+    .await;
+    let (status, _, _) = slow
+        .send(
+            http.post(slow.mcp_url())
+                .header("accept", ACCEPT)
+                .body(initialize_body()),
+        )
+        .await;
+    assert_eq!(status, 504);
+}
+
+#[tokio::test]
+async fn a_client_disconnect_cancels_the_upstream_stream() {
+    let stack = Stack::start(false, |_| {}).await;
+    let out = stack.client(&[
+        "--url",
+        &stack.mcp_url(),
+        "--transport",
+        "streamable",
+        "--call",
+        "slow_count",
+        "--args",
+        r#"{"n":200,"delay_ms":50}"#,
+        "--disconnect-after-notifications",
+        "3",
+    ]);
+    let _ = out;
+    // The stand-in notices the closed stream well before slow_count would have finished (10 s).
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let stats = stack.standin.stats().await.unwrap();
+        if stats["aborted"].as_u64().unwrap_or(0) >= 1 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "upstream request was not cancelled: {stats}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let metrics = stack.sidecar.metrics().await.unwrap();
+    assert!(metrics.contains("mcp_gateway_open_streams 0"), "{metrics}");
+}
+
+#[tokio::test]
+async fn graceful_shutdown_exits_cleanly() {
+    let mut stack = Stack::start(false, |_| {}).await;
+    let code = stack.sidecar.process.terminate(Duration::from_secs(10));
+    assert_eq!(code, Some(0));
+}
