@@ -81,6 +81,7 @@ pub struct McpGatewaySpec {
     /// Overrides the gateway (sidecar) container image the operator is configured with.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("self.size() > 0 && !self.contains(' ')").message("image must be an image reference such as registry.example.com/mcp-gateway-sidecar:1.0, without spaces"))]
+    #[schemars(length(max = 512))]
     pub image: Option<String>,
 
     /// Compute resources for the gateway container. Defaults to a small request and limit.
@@ -99,7 +100,7 @@ fn default_replicas() -> i32 {
 pub struct Upstream {
     /// Base URL of the Function App, for example `https://my-app.azurewebsites.net`.
     /// Must be https unless `allowInsecureUpstream` is true.
-    #[x_kube(validation = Rule::new("self.size() <= 2048").message("upstream.url must be at most 2048 characters"))]
+    #[schemars(length(max = 2048))]
     pub url: String,
 
     /// Allow a plain-http upstream. Only for tests and in-cluster upstreams: the system key
@@ -113,12 +114,14 @@ pub struct Upstream {
     #[serde(default = "default_transports")]
     #[x_kube(validation = Rule::new("self.size() >= 1").message("upstream.transports needs at least one of StreamableHttp or Sse"))]
     #[x_kube(merge_strategy = ListMerge::Set)]
+    #[schemars(length(max = 2))]
     pub transports: Vec<Transport>,
 
     /// Path of the MCP extension's Streamable HTTP endpoint on the Function App. The legacy
     /// SSE endpoints are `<path>/sse` and `<path>/message`. Default `/runtime/webhooks/mcp`.
     #[serde(default = "default_upstream_path")]
     #[x_kube(validation = Rule::new("self.startsWith('/') && !self.contains('..') && !self.contains('?') && !self.contains('#')").message("upstream.path must be an absolute path such as /runtime/webhooks/mcp, without '..', '?' or '#'"))]
+    #[schemars(length(max = 256))]
     pub path: String,
 
     /// Upstream timeouts.
@@ -202,6 +205,7 @@ pub struct SystemKey {
     /// The request header the key is sent in. Default `x-functions-key`.
     #[serde(default = "default_key_header")]
     #[x_kube(validation = Rule::new("self.matches('^[A-Za-z0-9-]{1,64}$') && !(self.lowerAscii() in ['authorization', 'cookie', 'host', 'content-length', 'transfer-encoding', 'connection'])").message("systemKey.header must be a plain header name such as x-functions-key (letters, digits, '-'), not a hop-by-hop or credential header"))]
+    #[schemars(length(max = 64))]
     pub header: String,
 }
 
@@ -215,11 +219,13 @@ fn default_key_header() -> String {
 pub struct SecretKeyRef {
     /// Name of the Secret.
     #[x_kube(validation = Rule::new("self.matches('^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$') && self.size() <= 253").message("systemKey.secretRef.name must be a Secret name (lowercase letters, digits, '-' and '.')"))]
+    #[schemars(length(max = 253))]
     pub name: String,
 
     /// Key within the Secret's data. Default `mcp_extension`.
     #[serde(default = "default_secret_key")]
     #[x_kube(validation = Rule::new("self.matches('^[-._a-zA-Z0-9]{1,253}$')").message("systemKey.secretRef.key must be a Secret data key (letters, digits, '-', '_' and '.')"))]
+    #[schemars(length(max = 253))]
     pub key: String,
 }
 
@@ -235,26 +241,31 @@ pub struct KeyVaultSource {
     /// Name of the vault (`https://<vaultName>.vault.azure.net`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("self.matches('^[a-zA-Z][-a-zA-Z0-9]{1,22}[a-zA-Z0-9]$')").message("systemKey.keyVault.vaultName must be a Key Vault name: 3-24 letters, digits and '-', starting with a letter"))]
+    #[schemars(length(max = 24))]
     pub vault_name: Option<String>,
 
     /// Full vault URL, for sovereign clouds (for example `https://my-vault.vault.azure.cn`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("isURL(self) && url(self).getScheme() == 'https'").message("systemKey.keyVault.vaultUrl must be an https URL such as https://my-vault.vault.azure.net"))]
+    #[schemars(length(max = 2048))]
     pub vault_url: Option<String>,
 
     /// Name of the secret. Default `host--systemKey--mcp-095extension`, the name the Functions
     /// host uses when the app keeps its keys in Key Vault.
     #[serde(default = "default_key_vault_secret_name")]
     #[x_kube(validation = Rule::new("self.matches('^[0-9a-zA-Z-]{1,127}$')").message("systemKey.keyVault.secretName must be a Key Vault secret name: letters, digits and '-'"))]
+    #[schemars(length(max = 127))]
     pub secret_name: String,
 
     /// Client ID of the managed identity or app registration the gateway uses
     /// (Azure workload identity), granted "Key Vault Secrets User" on this one secret.
     #[x_kube(validation = Rule::new("self.matches('^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$')").message("systemKey.keyVault.clientId must be a GUID (the identity's client ID)"))]
+    #[schemars(length(max = 36))]
     pub client_id: String,
 
     /// Entra tenant ID of the identity.
     #[x_kube(validation = Rule::new("self.matches('^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$')").message("systemKey.keyVault.tenantId must be a GUID (the Entra tenant ID)"))]
+    #[schemars(length(max = 36))]
     pub tenant_id: String,
 
     /// How the key gets from Key Vault to the gateway. Default `CsiDriver`.
@@ -316,25 +327,33 @@ pub struct Oidc {
     /// `https://login.microsoftonline.com/<tenant>/v2.0`. Its
     /// `/.well-known/openid-configuration` names the signing keys.
     #[x_kube(validation = Rule::new("isURL(self) && (url(self).getScheme() == 'https' || (url(self).getScheme() == 'http' && url(self).getHostname() in ['127.0.0.1', 'localhost']))").message("auth.oidc.issuer must be the https issuer URL from the tokens' iss claim, such as https://login.microsoftonline.com/<tenant>/v2.0 (plain http only on 127.0.0.1 or localhost, for local testing)"))]
+    #[schemars(length(max = 2048))]
     pub issuer: String,
 
     /// Accepted `aud` values: the gateway's public MCP URL and/or the API's client ID or App ID
     /// URI. A trailing slash is tolerated.
     #[x_kube(validation = Rule::new("self.size() >= 1 && self.all(a, a.size() > 0)").message("auth.oidc.audiences needs at least one non-empty audience, such as the public MCP URL or api://<client-id>"))]
+    #[schemars(length(max = 16))]
+    #[schemars(inner(length(max = 2048)))]
     pub audiences: Vec<String>,
 
     /// Scopes every request's token must carry (from `scp`, `scope` or `roles`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    #[schemars(inner(length(max = 256)))]
     pub required_scopes: Vec<String>,
 
     /// If set, only tokens whose `tid` claim is one of these Entra tenant IDs are accepted.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(validation = Rule::new("self.all(t, t.matches('^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$'))").message("auth.oidc.allowedTenants must be Entra tenant IDs (GUIDs)"))]
+    #[schemars(length(max = 64))]
+    #[schemars(inner(length(max = 36)))]
     pub allowed_tenants: Vec<String>,
 
     /// The JWKS URL, when it should not be taken from OpenID discovery.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("isURL(self) && (url(self).getScheme() == 'https' || (url(self).getScheme() == 'http' && url(self).getHostname() in ['127.0.0.1', 'localhost']))").message("auth.oidc.jwksUri must be an https URL (plain http only on 127.0.0.1 or localhost, for local testing)"))]
+    #[schemars(length(max = 2048))]
     pub jwks_uri: Option<String>,
 }
 
@@ -344,6 +363,7 @@ pub struct Oidc {
 pub struct Route {
     /// Public DNS name clients use, for example `mcp.example.com`.
     #[x_kube(validation = Rule::new("self.size() <= 253 && self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$')").message("route.host must be a lowercase DNS name such as mcp.example.com (no scheme, port or path)"))]
+    #[schemars(length(max = 253))]
     pub host: String,
 
     /// Path prefix for this gateway's endpoints, so several gateways can share a host. The MCP
@@ -351,10 +371,12 @@ pub struct Route {
     /// `<pathPrefix>/message`. Default `/`.
     #[serde(default = "default_path_prefix")]
     #[x_kube(validation = Rule::new("self.matches('^/[A-Za-z0-9._~/-]*$') && !self.contains('..') && !self.contains('//') && self.size() <= 200").message("route.pathPrefix must start with '/' and contain only letters, digits, '-', '_', '.', '~' and '/', without '..' or '//', such as /weather"))]
+    #[schemars(length(max = 200))]
     pub path_prefix: String,
 
     /// IngressClass for the Ingress; the cluster default when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253))]
     pub ingress_class_name: Option<String>,
 
     /// TLS for the host. Strongly recommended: MCP clients require https outside localhost.
@@ -376,6 +398,7 @@ fn default_path_prefix() -> String {
 pub struct RouteTls {
     /// Secret of type kubernetes.io/tls holding the certificate for the host.
     #[x_kube(validation = Rule::new("self.matches('^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$') && self.size() <= 253").message("route.tls.secretName must be a Secret name"))]
+    #[schemars(length(max = 253))]
     pub secret_name: String,
 }
 
