@@ -1,1 +1,137 @@
-fn main() {}
+//! `mcp-gateway-operator`: reconciles McpGateways. Serves `/healthz`, `/readyz` and
+//! `/metrics`; with leader election (a Lease), only one replica reconciles at a time.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::Context as _;
+use clap::Parser;
+use http::{Response, StatusCode, header};
+use kube_lease_manager::LeaseManagerBuilder;
+use mcp_gateway_operator::build::Defaults;
+use mcp_gateway_operator::controller::{self, Context};
+use mcp_gateway_operator::metrics::Metrics;
+use mcp_gateway_sidecar::body;
+use mcp_gateway_sidecar::server;
+
+#[derive(Parser)]
+#[command(version, about = "Kubernetes operator for McpGateway resources")]
+struct Args {
+    /// Image of the auth proxy the gateways run (unless a gateway sets spec.image).
+    #[arg(long, env = "MCP_GATEWAY_SIDECAR_IMAGE")]
+    sidecar_image: String,
+    /// Where `/healthz`, `/readyz` and `/metrics` are served.
+    #[arg(long, env = "MCP_GATEWAY_METRICS_ADDR", default_value = "0.0.0.0:8080")]
+    metrics_addr: SocketAddr,
+    /// Elect a leader through a Lease, so several replicas are safe.
+    #[arg(long, env = "MCP_GATEWAY_LEADER_ELECTION", default_value_t = true, action = clap::ArgAction::Set)]
+    leader_election: bool,
+    /// Namespace of the leader-election Lease (the operator's own namespace).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    lease_namespace: String,
+    #[arg(long, default_value = "mcp-gateway-operator")]
+    lease_name: String,
+    /// This replica's identity in the Lease and in Events.
+    #[arg(long, env = "POD_NAME")]
+    pod_name: Option<String>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .json()
+        .flatten_event(true)
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("MCP_GATEWAY_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let args = Args::parse();
+    let client = kube::Client::try_default()
+        .await
+        .context("cannot configure a Kubernetes client")?;
+    let metrics = Arc::new(Metrics::new());
+    let ready = Arc::new(AtomicBool::new(false));
+
+    let listener = server::bind(args.metrics_addr)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.metrics_addr))?;
+    tracing::info!(metrics = %listener.local_addr()?, "mcp-gateway-operator started");
+    let (health_metrics, health_ready) = (metrics.clone(), ready.clone());
+    tokio::spawn(server::serve(
+        listener,
+        move |req| {
+            let (metrics, ready) = (health_metrics.clone(), health_ready.clone());
+            async move {
+                let (status, text) = match req.uri().path() {
+                    "/healthz" => (StatusCode::OK, "ok".to_string()),
+                    "/readyz" if ready.load(Ordering::Relaxed) => {
+                        (StatusCode::OK, "ready".to_string())
+                    }
+                    "/readyz" => (StatusCode::SERVICE_UNAVAILABLE, "starting".to_string()),
+                    "/metrics" => (StatusCode::OK, metrics.encode()),
+                    _ => (StatusCode::NOT_FOUND, "not found".to_string()),
+                };
+                let mut r = Response::new(body::full(text));
+                *r.status_mut() = status;
+                r.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    header::HeaderValue::from_static("text/plain"),
+                );
+                r
+            }
+        },
+        std::future::pending::<()>(),
+    ));
+
+    let defaults = Defaults {
+        sidecar_image: args.sidecar_image,
+    };
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        defaults,
+        metrics,
+        args.pod_name.clone(),
+    ));
+
+    if !args.leader_election {
+        ready.store(true, Ordering::Relaxed);
+        controller::run(ctx).await;
+        return Ok(());
+    }
+    let identity = args
+        .pod_name
+        .unwrap_or_else(|| format!("mcp-gateway-operator-{}", std::process::id()));
+    let manager = LeaseManagerBuilder::new(client, &args.lease_name)
+        .with_namespace(&args.lease_namespace)
+        .with_identity(&identity)
+        .with_duration(15)
+        .with_grace(5)
+        .build()
+        .await
+        .context("cannot set up leader election")?;
+    let (mut leader, _task) = manager.watch().await;
+    // A standby replica is ready: it serves health and takes over when the leader goes.
+    ready.store(true, Ordering::Relaxed);
+    tracing::info!(lease = %args.lease_name, %identity, "waiting to become the leader");
+    while !*leader.borrow_and_update() {
+        leader.changed().await.context("leader election stopped")?;
+    }
+    tracing::info!("became the leader; reconciling");
+    tokio::select! {
+        () = controller::run(ctx) => Ok(()),
+        lost = async {
+            loop {
+                if leader.changed().await.is_err() || !*leader.borrow() {
+                    break;
+                }
+            }
+        } => {
+            let () = lost;
+            // Stop at once: another replica may already be reconciling.
+            anyhow::bail!("lost the leader lease; exiting so a fresh start can re-elect")
+        }
+    }
+}

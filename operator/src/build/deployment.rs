@@ -1,0 +1,303 @@
+//! The Deployment of the sidecar: key and config mounted read-only, probes on the admin
+//! port, restricted pod security, no service-account token (the sidecar never calls the
+//! API server).
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::{
+    Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment,
+};
+use k8s_openapi::api::core::v1::{
+    Capabilities, ConfigMapVolumeSource, Container, ContainerPort, HTTPGetAction, KeyToPath,
+    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile,
+    SecretVolumeSource, SecurityContext, Volume, VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use mcp_gateway_crds::v1alpha1::McpGateway;
+
+use super::{
+    CONFIG_HASH_ANNOTATION, Defaults, labels, metadata, object_name, selector, session_secret_name,
+};
+use crate::validate::{
+    ADMIN_PORT, CONFIG_DIR, CONFIG_FILE_NAME, KEY_DIR, KEY_FILE_NAME, PUBLIC_PORT, Plan,
+    SESSION_DIR,
+};
+
+/// A small footprint by default: the sidecar idles at a few MB.
+fn default_resources() -> ResourceRequirements {
+    let q = |s: &str| Quantity(s.to_string());
+    ResourceRequirements {
+        requests: Some(BTreeMap::from([
+            ("cpu".into(), q("50m")),
+            ("memory".into(), q("32Mi")),
+        ])),
+        limits: Some(BTreeMap::from([("memory".into(), q("128Mi"))])),
+        ..Default::default()
+    }
+}
+
+fn probe(path: &str, period: i32) -> Probe {
+    Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.into()),
+            port: IntOrString::String("admin".into()),
+            ..Default::default()
+        }),
+        period_seconds: Some(period),
+        ..Default::default()
+    }
+}
+
+fn secret_volume(name: &str, secret: String, items: Option<Vec<KeyToPath>>) -> Volume {
+    Volume {
+        name: name.into(),
+        secret: Some(SecretVolumeSource {
+            secret_name: Some(secret),
+            items,
+            default_mode: Some(0o440),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn mount(name: &str, path: &str) -> VolumeMount {
+    VolumeMount {
+        name: name.into(),
+        mount_path: path.into(),
+        read_only: Some(true),
+        ..Default::default()
+    }
+}
+
+pub fn deployment(
+    gateway: &McpGateway,
+    plan: &Plan,
+    defaults: &Defaults,
+    config_hash: &str,
+) -> Deployment {
+    let spec = &gateway.spec;
+    let container = Container {
+        name: "sidecar".into(),
+        image: Some(
+            spec.image
+                .clone()
+                .unwrap_or_else(|| defaults.sidecar_image.clone()),
+        ),
+        args: Some(vec![
+            "--config".into(),
+            format!("{CONFIG_DIR}/{CONFIG_FILE_NAME}"),
+        ]),
+        ports: Some(vec![
+            ContainerPort {
+                name: Some("http".into()),
+                container_port: PUBLIC_PORT.into(),
+                ..Default::default()
+            },
+            ContainerPort {
+                name: Some("admin".into()),
+                container_port: ADMIN_PORT.into(),
+                ..Default::default()
+            },
+        ]),
+        readiness_probe: Some(probe("/readyz", 5)),
+        liveness_probe: Some(probe("/livez", 10)),
+        resources: Some(spec.resources.clone().unwrap_or_else(default_resources)),
+        security_context: Some(SecurityContext {
+            allow_privilege_escalation: Some(false),
+            read_only_root_filesystem: Some(true),
+            run_as_non_root: Some(true),
+            capabilities: Some(Capabilities {
+                drop: Some(vec!["ALL".into()]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        volume_mounts: Some(vec![
+            mount("config", CONFIG_DIR),
+            mount("system-key", KEY_DIR),
+            mount("session-keys", SESSION_DIR),
+        ]),
+        ..Default::default()
+    };
+    let pod = PodSpec {
+        containers: vec![container],
+        automount_service_account_token: Some(false),
+        enable_service_links: Some(false),
+        security_context: Some(PodSecurityContext {
+            run_as_non_root: Some(true),
+            run_as_user: Some(65532),
+            run_as_group: Some(65532),
+            seccomp_profile: Some(SeccompProfile {
+                type_: "RuntimeDefault".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        // Open SSE streams get time to drain (the sidecar drains for 30 s on SIGTERM).
+        termination_grace_period_seconds: Some(40),
+        volumes: Some(vec![
+            Volume {
+                name: "config".into(),
+                config_map: Some(ConfigMapVolumeSource {
+                    name: object_name(gateway),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            // Only the one key, under a fixed file name; a whole-volume mount (not subPath)
+            // so the kubelet's in-place updates reach the sidecar, which reloads the file.
+            secret_volume(
+                "system-key",
+                plan.key_secret.clone(),
+                Some(vec![KeyToPath {
+                    key: plan.key_name.clone(),
+                    path: KEY_FILE_NAME.into(),
+                    ..Default::default()
+                }]),
+            ),
+            secret_volume("session-keys", session_secret_name(gateway), None),
+        ]),
+        ..Default::default()
+    };
+    Deployment {
+        metadata: metadata(gateway, object_name(gateway)),
+        spec: Some(DeploymentSpec {
+            replicas: Some(spec.replicas),
+            selector: LabelSelector {
+                match_labels: Some(selector(gateway)),
+                ..Default::default()
+            },
+            strategy: Some(DeploymentStrategy {
+                type_: Some("RollingUpdate".into()),
+                rolling_update: Some(RollingUpdateDeployment {
+                    max_unavailable: Some(IntOrString::Int(0)),
+                    max_surge: Some(IntOrString::Int(1)),
+                }),
+            }),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(labels(gateway)),
+                    annotations: Some(BTreeMap::from([(
+                        CONFIG_HASH_ANNOTATION.to_string(),
+                        config_hash.to_string(),
+                    )])),
+                    ..Default::default()
+                }),
+                spec: Some(pod),
+            },
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::build::{Defaults, build};
+    use crate::validate::tests::{gateway, oidc_spec};
+    use crate::validate::validate;
+
+    fn render(spec: serde_json::Value) -> Deployment {
+        let gw = gateway(spec);
+        build(
+            &gw,
+            &validate(&gw).unwrap(),
+            &Defaults {
+                sidecar_image: "registry.example/sidecar:1".into(),
+            },
+        )
+        .deployment
+    }
+
+    #[test]
+    fn restricted_pod_security() {
+        let d = render(oidc_spec());
+        let pod = d.spec.unwrap().template.spec.unwrap();
+        assert_eq!(pod.automount_service_account_token, Some(false));
+        let psc = pod.security_context.unwrap();
+        assert_eq!(psc.run_as_non_root, Some(true));
+        assert_eq!(psc.seccomp_profile.unwrap().type_, "RuntimeDefault");
+        let sc = pod.containers[0].security_context.clone().unwrap();
+        assert_eq!(sc.allow_privilege_escalation, Some(false));
+        assert_eq!(sc.read_only_root_filesystem, Some(true));
+        assert_eq!(sc.capabilities.unwrap().drop.unwrap(), ["ALL"]);
+    }
+
+    #[test]
+    fn key_and_config_are_mounted_read_only_without_subpath() {
+        let d = render(oidc_spec());
+        let pod = d.spec.unwrap().template.spec.unwrap();
+        let c = &pod.containers[0];
+        assert_eq!(c.image.as_deref(), Some("registry.example/sidecar:1"));
+        assert_eq!(
+            c.args.as_ref().unwrap(),
+            &["--config", "/etc/mcp-gateway/config.yaml"]
+        );
+        for m in c.volume_mounts.as_ref().unwrap() {
+            assert_eq!(m.read_only, Some(true), "{}", m.name);
+            assert!(
+                m.sub_path.is_none(),
+                "subPath mounts never see Secret updates"
+            );
+        }
+        let key = pod
+            .volumes
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|v| v.name == "system-key")
+            .unwrap();
+        let secret = key.secret.as_ref().unwrap();
+        assert_eq!(secret.secret_name.as_deref(), Some("fn-keys"));
+        let item = &secret.items.as_ref().unwrap()[0];
+        assert_eq!(
+            (item.key.as_str(), item.path.as_str()),
+            ("mcp_extension", "key")
+        );
+        assert_eq!(
+            c.readiness_probe
+                .as_ref()
+                .unwrap()
+                .http_get
+                .as_ref()
+                .unwrap()
+                .path
+                .as_deref(),
+            Some("/readyz")
+        );
+    }
+
+    #[test]
+    fn config_changes_roll_pods_and_overrides_apply() {
+        let a = render(oidc_spec());
+        let mut spec = oidc_spec();
+        spec["route"]["host"] = "other.example.com".into();
+        spec["image"] = "mine/sidecar:2".into();
+        spec["replicas"] = 3.into();
+        let b = render(spec);
+        let hash = |d: &Deployment| {
+            d.spec
+                .as_ref()
+                .unwrap()
+                .template
+                .metadata
+                .as_ref()
+                .unwrap()
+                .annotations
+                .as_ref()
+                .unwrap()[CONFIG_HASH_ANNOTATION]
+                .clone()
+        };
+        assert_ne!(hash(&a), hash(&b));
+        let bs = b.spec.unwrap();
+        assert_eq!(bs.replicas, Some(3));
+        assert_eq!(
+            bs.template.spec.unwrap().containers[0].image.as_deref(),
+            Some("mine/sidecar:2")
+        );
+    }
+}

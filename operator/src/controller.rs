@@ -1,0 +1,341 @@
+//! The controller: watches McpGateways, the objects they own and the Secrets they name, and
+//! runs the reconcile pipeline: load → validate → check key → build → apply → status.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::{Client, Resource, ResourceExt};
+use mcp_gateway_crds::v1alpha1::{McpGateway, McpGatewayStatus};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::MANAGER;
+use crate::build::{self, Defaults};
+use crate::conditions::{self, KeyState, Observed};
+use crate::metrics::{Metrics, Outcome, Reason};
+use crate::validate::{self, Plan};
+
+/// How often a settled gateway is looked at again, to catch drift nobody told us about.
+const RESYNC: Duration = Duration::from_secs(300);
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("reading Secret {0}: {1}")]
+    ReadSecret(String, #[source] kube::Error),
+    #[error("creating the session-keys Secret {0}: {1}")]
+    CreateSessionSecret(String, #[source] kube::Error),
+    #[error("applying {0}: {1}")]
+    Apply(String, #[source] kube::Error),
+    #[error("writing the status: {0}")]
+    Status(#[source] kube::Error),
+    #[error("the McpGateway has no namespace")]
+    NoNamespace,
+}
+
+impl Error {
+    /// A closed set of labels for the failure metric.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Error::ReadSecret(..) => "read_secret",
+            Error::CreateSessionSecret(..) => "create_session_secret",
+            Error::Apply(..) => "apply",
+            Error::Status(..) => "status",
+            Error::NoNamespace => "no_namespace",
+        }
+    }
+}
+
+pub struct Context {
+    pub client: Client,
+    pub defaults: Defaults,
+    pub metrics: Arc<Metrics>,
+    pub recorder: Recorder,
+}
+
+impl Context {
+    pub fn new(
+        client: Client,
+        defaults: Defaults,
+        metrics: Arc<Metrics>,
+        instance: Option<String>,
+    ) -> Self {
+        let recorder = Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: MANAGER.into(),
+                instance,
+            },
+        );
+        Self {
+            client,
+            defaults,
+            metrics,
+            recorder,
+        }
+    }
+}
+
+/// Runs the controller until a shutdown signal.
+pub async fn run(ctx: Arc<Context>) {
+    let client = ctx.client.clone();
+    let owned =
+        watcher::Config::default().labels(&format!("app.kubernetes.io/managed-by={MANAGER}"));
+    let controller = Controller::new(
+        Api::<McpGateway>::all(client.clone()),
+        watcher::Config::default(),
+    );
+    let store = controller.store();
+    controller
+        .owns(Api::<ConfigMap>::all(client.clone()), owned.clone())
+        .owns(Api::<Deployment>::all(client.clone()), owned.clone())
+        .owns(Api::<Service>::all(client.clone()), owned.clone())
+        .owns(Api::<Ingress>::all(client.clone()), owned)
+        // Creating or fixing a Secret re-reconciles the gateways that name it.
+        .watches(
+            Api::<Secret>::all(client),
+            watcher::Config::default(),
+            move |secret| {
+                let namespace = secret.namespace();
+                let name = secret.name_any();
+                store
+                    .state()
+                    .into_iter()
+                    .filter(|gw| {
+                        gw.namespace() == namespace
+                            && gw
+                                .spec
+                                .system_key
+                                .secret_ref
+                                .as_ref()
+                                .is_some_and(|r| r.name == name)
+                    })
+                    .map(|gw| ObjectRef::from_obj(gw.as_ref()))
+                    .collect::<Vec<_>>()
+            },
+        )
+        .shutdown_on_signal()
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            if let Err(error) = result {
+                tracing::debug!(%error, "reconcile error (already handled)");
+            }
+        })
+        .await;
+}
+
+fn error_policy(gateway: Arc<McpGateway>, error: &Error, ctx: Arc<Context>) -> Action {
+    ctx.metrics
+        .failures
+        .get_or_create(&Reason {
+            reason: error.metric_label(),
+        })
+        .inc();
+    tracing::warn!(gateway = %gateway.name_any(), namespace = ?gateway.namespace(), %error, "reconcile failed");
+    Action::requeue(Duration::from_secs(15))
+}
+
+pub async fn reconcile(gateway: Arc<McpGateway>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = Instant::now();
+    let result = reconcile_inner(&gateway, &ctx).await;
+    ctx.metrics
+        .duration
+        .observe(started.elapsed().as_secs_f64());
+    let outcome = if result.is_ok() { "ok" } else { "error" };
+    ctx.metrics
+        .reconciles
+        .get_or_create(&Outcome { outcome })
+        .inc();
+    result
+}
+
+async fn reconcile_inner(gateway: &McpGateway, ctx: &Context) -> Result<Action, Error> {
+    let namespace = gateway.namespace().ok_or(Error::NoNamespace)?;
+    let previous: Vec<Condition> = gateway
+        .status
+        .as_ref()
+        .map(|s| s.conditions.clone())
+        .unwrap_or_default();
+
+    let plan = validate::validate(gateway);
+    let (observed, url) = match &plan {
+        Err(message) => (
+            Observed {
+                config: Err(message.clone()),
+                key: KeyState::Unchecked,
+                replicas: None,
+            },
+            None,
+        ),
+        Ok(plan) => {
+            let key = check_key(&ctx.client, &namespace, plan).await?;
+            ensure_session_secret(&ctx.client, &namespace, gateway).await?;
+            let objects = build::build(gateway, plan, &ctx.defaults);
+            apply(&ctx.client, &namespace, &objects.config_map).await?;
+            apply(&ctx.client, &namespace, &objects.service).await?;
+            apply(&ctx.client, &namespace, &objects.ingress).await?;
+            let deployment = apply(&ctx.client, &namespace, &objects.deployment).await?;
+            let ready = deployment
+                .status
+                .as_ref()
+                .and_then(|s| s.ready_replicas)
+                .unwrap_or(0);
+            let desired = gateway.spec.replicas;
+            (
+                Observed {
+                    config: Ok(()),
+                    key,
+                    replicas: Some((desired, ready)),
+                },
+                Some(plan.url.clone()),
+            )
+        }
+    };
+
+    let generation = gateway.metadata.generation;
+    let conditions = conditions::compute(&observed, generation, &previous, Time(Timestamp::now()));
+    let status = McpGatewayStatus {
+        observed_generation: generation,
+        ready_replicas: observed.replicas.map(|(_, ready)| ready),
+        url,
+        conditions: conditions.clone(),
+    };
+    let api: Api<McpGateway> = Api::namespaced(ctx.client.clone(), &namespace);
+    let patch = serde_json::json!({
+        "apiVersion": "mcpgateway.dev/v1alpha1",
+        "kind": "McpGateway",
+        "status": status,
+    });
+    api.patch_status(
+        &gateway.name_any(),
+        &PatchParams::apply(MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await
+    .map_err(Error::Status)?;
+    publish_transitions(ctx, gateway, &previous, &conditions).await;
+    Ok(Action::requeue(RESYNC))
+}
+
+/// Looks the key up without ever reading its value into a message: only whether it exists.
+async fn check_key(client: &Client, namespace: &str, plan: &Plan) -> Result<KeyState, Error> {
+    let secret_id = format!("{namespace}/{}", plan.key_secret);
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    let secret = secrets
+        .get_opt(&plan.key_secret)
+        .await
+        .map_err(|e| Error::ReadSecret(secret_id.clone(), e))?;
+    let Some(secret) = secret else {
+        return Ok(KeyState::SecretNotFound { secret: secret_id });
+    };
+    let key = plan.key_name.clone();
+    let value = secret
+        .data
+        .as_ref()
+        .and_then(|d| d.get(&key))
+        .map(|v| v.0.len());
+    Ok(match value {
+        None => KeyState::KeyNotFound {
+            secret: secret_id,
+            key,
+        },
+        Some(0) => KeyState::KeyEmpty {
+            secret: secret_id,
+            key,
+        },
+        Some(_) => KeyState::Available {
+            secret: secret_id,
+            key,
+        },
+    })
+}
+
+/// Creates the Secret of session-sealing keys once; an existing one is never touched, so
+/// every replica keeps sharing the same keys.
+async fn ensure_session_secret(
+    client: &Client,
+    namespace: &str,
+    gateway: &McpGateway,
+) -> Result<(), Error> {
+    let name = build::session_secret_name(gateway);
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    if secrets
+        .get_metadata_opt(&name)
+        .await
+        .map_err(|e| Error::ReadSecret(name.clone(), e))?
+        .is_some()
+    {
+        return Ok(());
+    }
+    let key: [u8; 32] = rand::random();
+    match secrets
+        .create(&PostParams::default(), &build::session_secret(gateway, key))
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
+        Err(e) => Err(Error::CreateSessionSecret(name, e)),
+    }
+}
+
+async fn apply<K>(client: &Client, namespace: &str, object: &K) -> Result<K, Error>
+where
+    K: Resource<Scope = kube::core::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + Serialize
+        + DeserializeOwned
+        + std::fmt::Debug,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), namespace);
+    let name = object.meta().name.clone().unwrap_or_default();
+    api.patch(
+        &name,
+        &PatchParams::apply(MANAGER).force(),
+        &Patch::Apply(object),
+    )
+    .await
+    .map_err(|e| Error::Apply(format!("{} {namespace}/{name}", K::kind(&())), e))
+}
+
+/// One Event per condition whose status changed: Normal when it became True, Warning when
+/// it became False. A steady state publishes nothing.
+async fn publish_transitions(
+    ctx: &Context,
+    gateway: &McpGateway,
+    previous: &[Condition],
+    current: &[Condition],
+) {
+    let reference = gateway.object_ref(&());
+    for c in current {
+        let before = conditions::find(previous, &c.type_).map(|p| p.status.as_str());
+        if before == Some(c.status.as_str())
+            || (before.is_none() && c.status == "True" && c.type_ != conditions::READY)
+        {
+            continue;
+        }
+        let event = Event {
+            type_: if c.status == "True" {
+                EventType::Normal
+            } else {
+                EventType::Warning
+            },
+            reason: c.reason.clone(),
+            note: Some(format!("{}: {}", c.type_, c.message)),
+            action: "Reconcile".into(),
+            secondary: None,
+        };
+        if let Err(error) = ctx.recorder.publish(&event, &reference).await {
+            tracing::warn!(%error, "could not publish an event");
+        }
+    }
+}

@@ -1,0 +1,13 @@
+//! mcp-gateway-operator: reconciles McpGateway resources into a deployed auth proxy.
+//!
+//! The pipeline, as in `reconcile.rs`: load → validate (`validate`) → build (`build`, pure)
+//! → apply (server-side apply, owner references) → status (`conditions`).
+
+pub mod build;
+pub mod conditions;
+pub mod controller;
+pub mod metrics;
+pub mod validate;
+
+/// The field manager for every object the operator writes.
+pub const MANAGER: &str = "mcp-gateway-operator";
