@@ -3,6 +3,7 @@
 
 pub mod cluster;
 pub mod fixtures;
+pub mod operator;
 pub mod process;
 pub mod sidecar;
 

@@ -1,0 +1,88 @@
+//! The real `mcp-gateway-operator` binary, run as a local process against a test cluster.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use anyhow::Context;
+
+use crate::process::Process;
+use crate::{TempDir, workspace_root};
+
+/// Builds the operator binary (once per process) and returns its path.
+pub fn binary() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let status = Command::new(env!("CARGO"))
+            .current_dir(workspace_root())
+            .args([
+                "build",
+                "-q",
+                "-p",
+                "mcp-gateway-operator",
+                "--bin",
+                "mcp-gateway-operator",
+            ])
+            .status()
+            .expect("run cargo build");
+        assert!(status.success(), "building mcp-gateway-operator failed");
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| workspace_root().join("target"));
+        target.join("debug/mcp-gateway-operator")
+    })
+    .clone()
+}
+
+pub const SIDECAR_IMAGE: &str = "registry.example/mcp-gateway-sidecar:test";
+
+pub struct Operator {
+    pub metrics_url: String,
+    pub log_path: PathBuf,
+    pub process: Process,
+    _dir: TempDir,
+}
+
+impl Operator {
+    /// Starts the operator with `kubeconfig`; `extra` adds flags (e.g. leader election).
+    pub fn start(kubeconfig: &Path, extra: &[&str]) -> anyhow::Result<Self> {
+        let dir = TempDir::new("operator");
+        let log_path = dir.path().join("operator.log");
+        let mut c = Command::new(binary());
+        c.env("KUBECONFIG", kubeconfig)
+            .env("MCP_GATEWAY_LOG", "info,kube=warn")
+            .args([
+                "--sidecar-image",
+                SIDECAR_IMAGE,
+                "--metrics-addr",
+                "127.0.0.1:0",
+            ])
+            .args(extra);
+        let (process, started) = Process::spawn_logging(
+            "operator",
+            c,
+            &log_path,
+            "mcp-gateway-operator started",
+            Duration::from_secs(30),
+        )?;
+        let metrics = started["metrics"].as_str().context("metrics addr")?;
+        Ok(Self {
+            metrics_url: format!("http://{metrics}"),
+            log_path,
+            process,
+            _dir: dir,
+        })
+    }
+
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    pub async fn metrics(&self) -> anyhow::Result<String> {
+        Ok(reqwest::get(format!("{}/metrics", self.metrics_url))
+            .await?
+            .text()
+            .await?)
+    }
+}

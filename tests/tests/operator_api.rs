@@ -1,0 +1,363 @@
+//! The operator binary against a real kube-apiserver + etcd: it renders a gateway's objects
+//! with owner references, reports conditions, recovers when a missing Secret appears, rolls
+//! pods on config changes but not on key rotation, and keeps two gateways on one host apart.
+//! A bare API server runs no controllers: where a test needs a Deployment's status it writes
+//! it itself, as the Deployment controller would, and says so.
+
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::api::networking::v1::Ingress;
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use mcp_gateway_crds::v1alpha1::McpGateway;
+use mcp_gateway_sidecar::config::Config;
+use mcp_gateway_tests::cluster::{Cluster, TestNamespace};
+use mcp_gateway_tests::operator::{Operator, SIDECAR_IMAGE};
+use serde_json::json;
+
+const KEY: &str = "SYSKEY-operator-test-9f8e7d";
+
+fn gateway(name: &str, prefix: &str, secret: &str) -> McpGateway {
+    serde_json::from_value(json!({
+        "apiVersion": "mcpgateway.dev/v1alpha1", "kind": "McpGateway",
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": 2,
+            "upstream": {"url": "https://weather-fn.azurewebsites.net"},
+            "systemKey": {"secretRef": {"name": secret}},
+            "auth": {"mode": "Oidc", "oidc": {"issuer": "https://login.microsoftonline.com/t/v2.0", "audiences": ["api://weather"]}},
+            "route": {"host": "mcp.example.com", "pathPrefix": prefix, "tls": {"secretName": "mcp-tls"}},
+        }
+    }))
+    .unwrap()
+}
+
+fn key_secret(name: &str, key: &str) -> Secret {
+    serde_json::from_value(
+        json!({"metadata": {"name": name}, "stringData": {"mcp_extension": key}}),
+    )
+    .unwrap()
+}
+
+/// Polls `check` until it returns `Some`, or fails after `secs` with the last state.
+async fn eventually<T, F, Fut>(secs: u64, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        match check().await {
+            Ok(v) => return v,
+            Err(state) if std::time::Instant::now() > deadline => {
+                panic!("{what}: gave up; last state: {state}")
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+}
+
+fn condition(gw: &McpGateway, type_: &str) -> Option<(String, String, String)> {
+    gw.status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+}
+
+#[tokio::test]
+async fn operator_renders_gateways_and_reports_status() {
+    let cluster = Cluster::shared().expect("local control plane");
+    cluster.install_crd().unwrap();
+    let client = cluster.client().await.unwrap();
+    let ns = TestNamespace::new(&client, "operator").await.unwrap();
+    let operator = Operator::start(&cluster.kubeconfig, &["--leader-election=false"])
+        .expect("operator starts");
+    let gateways: Api<McpGateway> = Api::namespaced(client.clone(), &ns.name);
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns.name);
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns.name);
+
+    // 1. The Secret does not exist yet: KeyAvailable=False, Ready=False, objects rendered.
+    gateways
+        .create(
+            &PostParams::default(),
+            &gateway("weather", "/weather", "fn-keys"),
+        )
+        .await
+        .unwrap();
+    let gw = eventually(30, "KeyAvailable=False", || async {
+        let gw = gateways.get("weather").await.map_err(|e| e.to_string())?;
+        match condition(&gw, "KeyAvailable") {
+            Some((s, r, _)) if s == "False" && r == "SecretNotFound" => Ok(gw),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    let (_, _, message) = condition(&gw, "KeyAvailable").unwrap();
+    assert!(
+        message.contains(&format!("{}/fn-keys", ns.name)),
+        "{message}"
+    );
+    assert_eq!(condition(&gw, "Ready").unwrap().1, "KeyUnavailable");
+    assert_eq!(condition(&gw, "ConfigValid").unwrap().0, "True");
+    let status = gw.status.clone().unwrap();
+    assert_eq!(
+        status.url.as_deref(),
+        Some("https://mcp.example.com/weather/mcp")
+    );
+    assert_eq!(status.observed_generation, gw.metadata.generation);
+
+    // No churn while the Secret is missing: the gateway is not rewritten over and over.
+    let rv = gw.metadata.resource_version.clone();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        gateways
+            .get("weather")
+            .await
+            .unwrap()
+            .metadata
+            .resource_version,
+        rv,
+        "status churn"
+    );
+
+    // 2. Every object exists, is owned by the gateway (so the garbage collector deletes it
+    //    with the gateway) and says what the pure build says.
+    let uid = gw.metadata.uid.clone().unwrap();
+    let name = "weather-gateway";
+    let owned = |meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| {
+        let owner = &meta.owner_references.as_ref().expect("owner references")[0];
+        assert_eq!(
+            (owner.kind.as_str(), owner.uid.as_str(), owner.controller),
+            ("McpGateway", uid.as_str(), Some(true))
+        );
+    };
+    let cm = Api::<ConfigMap>::namespaced(client.clone(), &ns.name)
+        .get(name)
+        .await
+        .unwrap();
+    owned(&cm.metadata);
+    let rendered: Config = serde_yaml::from_str(&cm.data.as_ref().unwrap()["config.yaml"]).unwrap();
+    rendered.validate().unwrap();
+    assert_eq!(
+        rendered.resource_url(),
+        "https://mcp.example.com/weather/mcp"
+    );
+    let svc = Api::<Service>::namespaced(client.clone(), &ns.name)
+        .get(name)
+        .await
+        .unwrap();
+    owned(&svc.metadata);
+    let ing = Api::<Ingress>::namespaced(client.clone(), &ns.name)
+        .get(name)
+        .await
+        .unwrap();
+    owned(&ing.metadata);
+    let deployment = deployments.get(name).await.unwrap();
+    owned(&deployment.metadata);
+    let pod = deployment
+        .spec
+        .as_ref()
+        .unwrap()
+        .template
+        .spec
+        .as_ref()
+        .unwrap();
+    assert_eq!(pod.containers[0].image.as_deref(), Some(SIDECAR_IMAGE));
+    assert_eq!(pod.automount_service_account_token, Some(false));
+    let session = secrets
+        .get("weather-gateway-session")
+        .await
+        .expect("session keys Secret created");
+    owned(&session.metadata);
+
+    // 3. Creating the Secret recovers the gateway without touching it.
+    secrets
+        .create(&PostParams::default(), &key_secret("fn-keys", KEY))
+        .await
+        .unwrap();
+    eventually(30, "KeyAvailable=True", || async {
+        let gw = gateways.get("weather").await.map_err(|e| e.to_string())?;
+        match condition(&gw, "KeyAvailable") {
+            Some((s, _, _)) if s == "True" => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    let gw = gateways.get("weather").await.unwrap();
+    assert_eq!(
+        gw.metadata.generation,
+        Some(1),
+        "the gateway spec was not touched"
+    );
+    assert_eq!(condition(&gw, "Ready").unwrap().1, "ReplicasNotReady");
+
+    // 4. A bare API server has no Deployment controller: write the status it would write.
+    let status = json!({"status": {"replicas": 2, "readyReplicas": 2, "availableReplicas": 2, "updatedReplicas": 2, "observedGeneration": 1}});
+    deployments
+        .patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
+        .await
+        .unwrap();
+    eventually(30, "Ready=True", || async {
+        let gw = gateways.get("weather").await.map_err(|e| e.to_string())?;
+        match (
+            condition(&gw, "Ready"),
+            gw.status.as_ref().and_then(|s| s.ready_replicas),
+        ) {
+            (Some((s, _, _)), Some(2)) if s == "True" => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    let (ok, table, _) = cluster.kubectl_run(&["get", "mcpgateways", "-n", &ns.name], None);
+    assert!(ok);
+    let row = table.lines().nth(1).unwrap();
+    assert!(
+        row.contains("True") && row.contains("https://mcp.example.com/weather/mcp"),
+        "{table}"
+    );
+
+    // Events tell the story (Warning while the key was missing, Normal once Ready).
+    let events = Api::<Event>::namespaced(client.clone(), &ns.name)
+        .list(&ListParams::default())
+        .await
+        .unwrap();
+    let reasons: Vec<_> = events
+        .items
+        .iter()
+        .filter_map(|e| e.reason.clone())
+        .collect();
+    assert!(
+        reasons.contains(&"SecretNotFound".to_string()),
+        "{reasons:?}"
+    );
+    assert!(reasons.contains(&"Available".to_string()), "{reasons:?}");
+
+    // 5. Key rotation changes only the Secret: the pod template (and so the pods) stay.
+    let template =
+        |d: &Deployment| serde_json::to_value(&d.spec.as_ref().unwrap().template).unwrap();
+    let before = template(&deployments.get(name).await.unwrap());
+    secrets
+        .patch(
+            "fn-keys",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"stringData": {"mcp_extension": "SYSKEY-rotated"}})),
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        template(&deployments.get(name).await.unwrap()),
+        before,
+        "key rotation must not roll pods"
+    );
+
+    // 6. A config change rolls the pods (new config hash in the template).
+    gateways
+        .patch(
+            "weather",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"spec": {"upstream": {"timeouts": {"responseSeconds": 30}}}})),
+        )
+        .await
+        .unwrap();
+    eventually(30, "config hash changes", || async {
+        let now = template(&deployments.get(name).await.map_err(|e| e.to_string())?);
+        if now["metadata"]["annotations"]["mcpgateway.dev/config-hash"]
+            != before["metadata"]["annotations"]["mcpgateway.dev/config-hash"]
+        {
+            Ok(())
+        } else {
+            Err("unchanged".into())
+        }
+    })
+    .await;
+    eventually(30, "observedGeneration follows", || async {
+        let gw = gateways.get("weather").await.map_err(|e| e.to_string())?;
+        let observed = gw.status.as_ref().and_then(|s| s.observed_generation);
+        if observed == Some(2) {
+            Ok(())
+        } else {
+            Err(format!("{observed:?}"))
+        }
+    })
+    .await;
+
+    // 7. Two gateways on one host with different prefixes never claim each other's paths.
+    secrets
+        .create(&PostParams::default(), &key_secret("news-keys", KEY))
+        .await
+        .unwrap();
+    gateways
+        .create(
+            &PostParams::default(),
+            &gateway("news", "/news", "news-keys"),
+        )
+        .await
+        .unwrap();
+    let ingresses = Api::<Ingress>::namespaced(client.clone(), &ns.name);
+    let news = eventually(30, "news ingress", || async {
+        ingresses
+            .get("news-gateway")
+            .await
+            .map_err(|e| e.to_string())
+    })
+    .await;
+    let paths = |i: &Ingress| -> Vec<String> {
+        let rule = &i.spec.as_ref().unwrap().rules.as_ref().unwrap()[0];
+        assert_eq!(rule.host.as_deref(), Some("mcp.example.com"));
+        rule.http
+            .as_ref()
+            .unwrap()
+            .paths
+            .iter()
+            .map(|p| p.path.clone().unwrap())
+            .collect()
+    };
+    let weather_paths = paths(&ingresses.get(name).await.unwrap());
+    let news_paths = paths(&news);
+    assert!(
+        weather_paths.contains(&"/.well-known/oauth-protected-resource/weather/mcp".to_string())
+    );
+    assert!(news_paths.contains(&"/.well-known/oauth-protected-resource/news/mcp".to_string()));
+    assert!(
+        weather_paths.iter().all(|p| !news_paths.contains(p)),
+        "{weather_paths:?} vs {news_paths:?}"
+    );
+
+    // 8. An invalid spec that admission cannot catch becomes ConfigValid=False.
+    let mut long = gateway(&"x".repeat(60), "/long", "fn-keys");
+    long.metadata.name = Some("x".repeat(60));
+    gateways
+        .create(&PostParams::default(), &long)
+        .await
+        .unwrap();
+    let long_name = "x".repeat(60);
+    eventually(30, "ConfigValid=False", || async {
+        let gw = gateways.get(&long_name).await.map_err(|e| e.to_string())?;
+        match condition(&gw, "ConfigValid") {
+            Some((s, r, m)) if s == "False" && r == "InvalidSpec" && m.contains("at most 55") => {
+                Ok(())
+            }
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+
+    // Nothing the operator wrote or logged contains the key.
+    let all = serde_json::to_string(&gateways.list(&ListParams::default()).await.unwrap()).unwrap()
+        + &serde_json::to_string(&events).unwrap()
+        + &operator.logs();
+    assert!(
+        !all.contains("SYSKEY"),
+        "the system key leaked into status, events or logs"
+    );
+    let metrics = operator.metrics().await.unwrap();
+    assert!(
+        metrics.contains("mcp_gateway_operator_reconciles_total{outcome=\"ok\"}"),
+        "{metrics}"
+    );
+}
