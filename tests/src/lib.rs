@@ -6,6 +6,7 @@ pub mod fixtures;
 pub mod operator;
 pub mod process;
 pub mod sidecar;
+pub mod whole_path;
 
 use std::path::PathBuf;
 
@@ -15,6 +16,25 @@ pub fn workspace_root() -> PathBuf {
         .join("..")
         .canonicalize()
         .expect("workspace root")
+}
+
+/// The path of a workspace binary, after building every workspace binary once per process.
+/// Building `--workspace --bins` (not `-p <crate>`) resolves features exactly as
+/// `cargo test --workspace` does, so the two never invalidate each other's artifacts.
+pub fn workspace_binary(name: &str) -> PathBuf {
+    static BUILT: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    BUILT.get_or_init(|| {
+        let status = std::process::Command::new(env!("CARGO"))
+            .current_dir(workspace_root())
+            .args(["build", "-q", "--workspace", "--bins"])
+            .status()
+            .expect("run cargo build");
+        assert!(status.success(), "building the workspace binaries failed");
+    });
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"));
+    target.join("debug").join(name)
 }
 
 /// A fresh private directory under the system temp dir, removed on drop.

@@ -2,37 +2,16 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use anyhow::Context;
 
 use crate::process::Process;
-use crate::{TempDir, workspace_root};
+use crate::TempDir;
 
-/// Builds the operator binary (once per process) and returns its path.
+/// The mcp-gateway-operator binary, built once per test process.
 pub fn binary() -> PathBuf {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let status = Command::new(env!("CARGO"))
-            .current_dir(workspace_root())
-            .args([
-                "build",
-                "-q",
-                "-p",
-                "mcp-gateway-operator",
-                "--bin",
-                "mcp-gateway-operator",
-            ])
-            .status()
-            .expect("run cargo build");
-        assert!(status.success(), "building mcp-gateway-operator failed");
-        let target = std::env::var_os("CARGO_TARGET_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| workspace_root().join("target"));
-        target.join("debug/mcp-gateway-operator")
-    })
-    .clone()
+    crate::workspace_binary("mcp-gateway-operator")
 }
 
 pub const SIDECAR_IMAGE: &str = "registry.example/mcp-gateway-sidecar:test";

@@ -2,38 +2,17 @@
 
 use std::path::PathBuf;
 use std::process::Command;
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use anyhow::Context;
 use mcp_gateway_sidecar::config::Config;
 
 use crate::process::Process;
-use crate::{TempDir, workspace_root};
+use crate::TempDir;
 
-/// Builds the sidecar binary (once per process) and returns its path.
+/// The mcp-gateway-sidecar binary, built once per test process.
 pub fn binary() -> PathBuf {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let status = Command::new(env!("CARGO"))
-            .current_dir(workspace_root())
-            .args([
-                "build",
-                "-q",
-                "-p",
-                "mcp-gateway-sidecar",
-                "--bin",
-                "mcp-gateway-sidecar",
-            ])
-            .status()
-            .expect("run cargo build");
-        assert!(status.success(), "building mcp-gateway-sidecar failed");
-        let target = std::env::var_os("CARGO_TARGET_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| workspace_root().join("target"));
-        target.join("debug/mcp-gateway-sidecar")
-    })
-    .clone()
+    crate::workspace_binary("mcp-gateway-sidecar")
 }
 
 /// A free loopback address and the base URL for it: clients must reach the gateway at
