@@ -188,3 +188,29 @@ pub fn mcp_client(args: &[&str]) -> anyhow::Result<(bool, Value, String)> {
     let raw = format!("{stdout}{}", String::from_utf8_lossy(&out.stderr));
     Ok((out.status.success(), v, raw))
 }
+
+/// Runs the Python SDK client (`tests/fixtures/python/mcp_client.py`, in the venv that
+/// `scripts/test` makes) with `args`; returns whether it exited 0, its JSON line, and all output.
+pub fn python_client(args: &[&str]) -> anyhow::Result<(bool, Value, String)> {
+    let dir = workspace_root().join("tests/fixtures/python");
+    let python = dir.join(".venv/bin/python");
+    assert!(
+        python.exists(),
+        "tests/fixtures/python/.venv is missing: run scripts/test (it makes the venv)"
+    );
+    let out = Command::new(python)
+        .arg(dir.join("mcp_client.py"))
+        .args(args)
+        .output()
+        .context("run mcp_client.py")?;
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let line = stdout
+        .lines()
+        .rev()
+        .find(|l| l.trim_start().starts_with('{'))
+        .unwrap_or("{}");
+    let v: Value =
+        serde_json::from_str(line).with_context(|| format!("client output: {stdout}"))?;
+    let raw = format!("{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    Ok((out.status.success(), v, raw))
+}

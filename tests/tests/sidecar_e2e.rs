@@ -245,6 +245,47 @@ async fn typescript_client_discovers_auth_and_calls_tools_over_both_transports()
 }
 
 #[tokio::test]
+async fn python_client_negotiates_the_protocol_era_and_calls_a_tool() {
+    let stack = Stack::start(true, |_| {}).await;
+    let token = stack.token();
+    // `auto` first probes the 2026-07-28 `server/discover`; the 2025-era upstream answers 400,
+    // which must reach the client untouched for it to fall back to `initialize`.
+    let (ok, out, raw) = fixtures::python_client(&[
+        "--url",
+        &stack.mcp_url(),
+        "--token",
+        &token,
+        "--mode",
+        "auto",
+        "--list-tools",
+        "--call",
+        "echo",
+        "--args",
+        r#"{"message":"hello from python"}"#,
+    ])
+    .expect("python client runs");
+    stack.record(raw.as_bytes());
+    assert!(ok, "python client failed: {raw}");
+    assert!(
+        out["result"].to_string().contains("hello from python"),
+        "{out}"
+    );
+    assert!(
+        out["protocolVersion"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("2025")),
+        "{out}"
+    );
+    let requests = stack.standin.requests().await.unwrap();
+    assert!(
+        requests.iter().any(|r| r["status"] == 400),
+        "the 2026 probe reached the upstream: {requests:?}"
+    );
+    assert!(!raw.contains(&token));
+    stack.assert_no_key_leak();
+}
+
+#[tokio::test]
 async fn unauthenticated_requests_get_a_challenge_and_metadata_is_public() {
     let stack = Stack::start(true, |_| {}).await;
     let http = reqwest::Client::new();
