@@ -30,6 +30,9 @@ use crate::session::SessionSealer;
 use crate::sse::EndpointRewriter;
 
 const SESSION_HEADER: HeaderName = HeaderName::from_static("mcp-session-id");
+/// The query parameter of the public legacy-SSE message URL that carries the sealed
+/// upstream query.
+const MESSAGE_QUERY_PARAM: &str = "s";
 
 pub type UpstreamClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 
@@ -264,7 +267,16 @@ impl Gateway {
             }
         }
         let path = route.upstream_path(&self.config).expect("upstream route");
-        let uri: Uri = match forward::query_without_key(parts.uri.query()) {
+        let query = match route {
+            // Legacy SSE messages carry the sealed query from the endpoint event: only the
+            // subject that opened the stream can post to it.
+            Route::Message => match self.open_message_query(&principal, parts.uri.query()) {
+                Some(query) => query,
+                None => return session_not_found(),
+            },
+            _ => forward::query_without_key(parts.uri.query()),
+        };
+        let uri: Uri = match query {
             Some(q) => format!("{}{path}?{q}", self.upstream_origin),
             None => format!("{}{path}", self.upstream_origin),
         }
@@ -352,6 +364,20 @@ impl Gateway {
         }
     }
 
+    /// The upstream query of a legacy SSE message POST: the `s` parameter opened with the
+    /// caller's subject (`None`: missing, forged or another subject's).
+    fn open_message_query(
+        &self,
+        principal: &Principal,
+        query: Option<&str>,
+    ) -> Option<Option<String>> {
+        let sealed = query?
+            .split('&')
+            .find_map(|pair| pair.strip_prefix(MESSAGE_QUERY_PARAM)?.strip_prefix('='))?;
+        let opened = self.sessions.open(&principal.subject, sealed).ok()?;
+        Some(forward::query_without_key(Some(&opened)))
+    }
+
     fn client_response(
         &self,
         route: Route,
@@ -371,12 +397,16 @@ impl Gateway {
         let event_stream = forward::is_event_stream(&parts.headers);
         parts.headers = forward::client_response_headers(parts.headers);
         let rewriter = (route == Route::Sse && event_stream).then(|| {
+            let (sessions, subject) = (self.sessions.clone(), principal.subject.clone());
             EndpointRewriter::new(
                 format!("{}/message", self.config.prefix()),
                 Route::Message
                     .upstream_path(&self.config)
                     .expect("message route"),
             )
+            .with_query_sealer(Box::new(move |query| {
+                format!("{MESSAGE_QUERY_PARAM}={}", sessions.seal(&subject, query))
+            }))
         });
         if rewriter.is_some() {
             // The rewrite changes the length; bodies passed unchanged keep theirs.

@@ -37,8 +37,10 @@ pub const MAX_HELD_EVENT_BYTES: usize = 64 * 1024;
 const BOM: &[u8] = b"\xEF\xBB\xBF";
 
 /// An incremental `endpoint` event rewriter for one upstream SSE stream.
-#[derive(Debug)]
 pub struct EndpointRewriter {
+    /// Replaces the (key-free) query of the endpoint URL: the gateway seals it to the
+    /// authenticated subject, so message POSTs are bound to whoever opened the stream.
+    query_sealer: Option<QuerySealer>,
     public_message_url: String,
     upstream_message_path: String,
     /// `<last segment of the upstream message path>?`, which starts a query worth scrubbing.
@@ -96,7 +98,16 @@ enum Field<'a> {
     Other,
 }
 
+/// Turns the upstream's message query into what the client is given instead.
+pub type QuerySealer = Box<dyn Fn(&str) -> String + Send + Sync>;
+
 impl EndpointRewriter {
+    /// Seals the endpoint's query (see [`QuerySealer`]).
+    pub fn with_query_sealer(mut self, sealer: QuerySealer) -> Self {
+        self.query_sealer = Some(sealer);
+        self
+    }
+
     /// `public_message_url`: what clients POST to, root-relative (`/weather/message`) or
     /// absolute, without query. `upstream_message_path`: the extension's message route
     /// (`/runtime/webhooks/mcp/message`), which relative endpoint URLs are resolved against.
@@ -104,6 +115,7 @@ impl EndpointRewriter {
         let segment = upstream_message_path.rsplit('/').next().unwrap_or_default();
         let anchor = format!("{segment}?").into_bytes();
         Self {
+            query_sealer: None,
             public_message_url,
             upstream_message_path,
             anchor,
@@ -285,11 +297,15 @@ impl EndpointRewriter {
         }
         // Several data lines are one value joined by LF, as clients see it.
         let value = String::from_utf8_lossy(&data.join(&b'\n')).into_owned();
-        let Some(url) = rewrite_endpoint_url(
+        let rewritten = rewrite_endpoint_url(
             &value,
             &self.public_message_url,
             &self.upstream_message_path,
-        ) else {
+        );
+        let Some(url) = rewritten.map(|url| match (&self.query_sealer, url.split_once('?')) {
+            (Some(seal), Some((path, query))) => format!("{path}?{}", seal(query)),
+            _ => url,
+        }) else {
             tracing::warn!(
                 upstream_message_path = %self.upstream_message_path,
                 "dropped the upstream SSE endpoint event: its URL is not on the upstream message \

@@ -542,6 +542,52 @@ async fn a_session_belongs_to_the_subject_that_opened_it() {
         .send(post(&mine, Some("forged-session-id"), list))
         .await;
     assert_eq!(status, 404);
+
+    // Legacy SSE: the message URL from the endpoint event works for the stream's subject only.
+    let sse = http
+        .get(format!("{}/sse", stack.sidecar.url))
+        .header("accept", "text/event-stream")
+        .bearer_auth(&mine)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sse.status(), 200);
+    let mut events = sse.bytes_stream();
+    let mut raw = Vec::new();
+    while !String::from_utf8_lossy(&raw).contains("\n\n") {
+        use futures::StreamExt;
+        let chunk = tokio::time::timeout(Duration::from_secs(5), events.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        raw.extend_from_slice(&chunk);
+    }
+    stack.record(&raw);
+    let text = String::from_utf8_lossy(&raw).to_string();
+    let endpoint = text
+        .lines()
+        .find_map(|l| l.strip_prefix("data: "))
+        .unwrap()
+        .to_string();
+    let message_url = format!("{}{endpoint}", stack.sidecar.url);
+    let message = |token: &str, url: &str| {
+        http.post(url)
+            .header("content-type", "application/json")
+            .bearer_auth(token)
+            .body(initialize_body())
+    };
+    let (status, _, _) = stack.send(message(&theirs, &message_url)).await;
+    assert_eq!(
+        status, 404,
+        "another subject must not post into this stream"
+    );
+    let forged = format!("{}/message?s=AAAA", stack.sidecar.url);
+    let (status, _, _) = stack.send(message(&mine, &forged)).await;
+    assert_eq!(status, 404);
+    let (status, _, _) = stack.send(message(&mine, &message_url)).await;
+    assert_eq!(status, 202, "the stream's own subject can post");
+    drop(events);
     stack.assert_no_key_leak();
 }
 
@@ -571,8 +617,12 @@ async fn legacy_sse_endpoint_event_hides_the_key_and_points_at_the_public_route(
     let text = String::from_utf8_lossy(&raw);
     assert!(text.starts_with("event: endpoint"), "{text}");
     let data = text.lines().find_map(|l| l.strip_prefix("data: ")).unwrap();
-    assert!(data.starts_with("/weather/message?azmcpcs="), "{data}");
-    assert!(!data.contains("code="), "{data}");
+    // The upstream's query (azmcpcs=…&code=<key>) is gone: the client gets our sealed form.
+    assert!(data.starts_with("/weather/message?s="), "{data}");
+    assert!(
+        !data.contains("code=") && !data.contains("azmcpcs"),
+        "{data}"
+    );
 
     // Anonymous mode: no metadata is advertised.
     let (status, _, _) = stack
