@@ -842,3 +842,48 @@ async fn graceful_shutdown_exits_cleanly() {
     let code = stack.sidecar.process.terminate(Duration::from_secs(10));
     assert_eq!(code, Some(0));
 }
+
+#[tokio::test]
+async fn readiness_waits_for_the_key_and_recovers_when_it_appears() {
+    let dir = TempDir::new("ready");
+    let key_file = dir.path().join("key");
+    let (listen, base) = public_listener();
+    let config: Config = serde_json::from_value(json!({
+        "listen": listen.to_string(),
+        "publicBaseUrl": base,
+        "upstream": {"url": "http://127.0.0.1:9"},
+        "systemKey": {"file": key_file},
+        "auth": {"mode": "Anonymous"},
+    }))
+    .unwrap();
+    let sidecar = Sidecar::start(config).expect("sidecar starts without its key");
+    let readyz = || async {
+        reqwest::get(format!("{}/readyz", sidecar.admin_url))
+            .await
+            .unwrap()
+    };
+    let not_ready = readyz().await;
+    assert_eq!(not_ready.status(), 503);
+    assert_eq!(not_ready.text().await.unwrap(), "system key not loaded");
+    // Requests meanwhile get a clear 503, not an unauthenticated upstream call.
+    let r = reqwest::Client::new()
+        .post(format!("{base}/mcp"))
+        .header("accept", ACCEPT)
+        .body(initialize_body())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    std::fs::write(&key_file, system_key("late")).unwrap();
+    sidecar
+        .wait_ready()
+        .await
+        .expect("ready once the key file appears");
+    assert!(
+        reqwest::get(format!("{}/livez", sidecar.admin_url))
+            .await
+            .unwrap()
+            .status()
+            .is_success()
+    );
+}
