@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use crate::process::Process;
 use crate::TempDir;
+use crate::process::Process;
 
 /// The mcp-gateway-operator binary, built once per test process.
 pub fn binary() -> PathBuf {

@@ -7,8 +7,8 @@ use std::time::Duration;
 use anyhow::Context;
 use mcp_gateway_sidecar::config::Config;
 
-use crate::process::Process;
 use crate::TempDir;
+use crate::process::Process;
 
 /// The mcp-gateway-sidecar binary, built once per test process.
 pub fn binary() -> PathBuf {

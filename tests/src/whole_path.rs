@@ -53,7 +53,9 @@ pub struct WholePath {
 }
 
 fn helm() -> anyhow::Result<PathBuf> {
-    let out = Command::new(workspace_root().join("scripts/local-cluster")).arg("paths").output()?;
+    let out = Command::new(workspace_root().join("scripts/local-cluster"))
+        .arg("paths")
+        .output()?;
     let text = String::from_utf8(out.stdout)?;
     text.lines()
         .find_map(|l| l.strip_prefix("HELM="))
@@ -81,7 +83,9 @@ where
     loop {
         match check().await {
             Ok(v) => return Ok(v),
-            Err(state) if std::time::Instant::now() > deadline => bail!("{what}: gave up; last state: {state}"),
+            Err(state) if std::time::Instant::now() > deadline => {
+                bail!("{what}: gave up; last state: {state}")
+            }
             Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
         }
     }
@@ -98,26 +102,70 @@ pub async fn run(cluster: Arc<Cluster>, say: &dyn Fn(&str)) -> anyhow::Result<Wh
 
     say("helm install the chart (CRD, operator RBAC)");
     let out = Command::new(helm()?)
-        .args(["install", RELEASE, "charts/mcp-gateway", "-n", RELEASE_NAMESPACE, "--create-namespace", "--wait=false"])
+        .args([
+            "install",
+            RELEASE,
+            "charts/mcp-gateway",
+            "-n",
+            RELEASE_NAMESPACE,
+            "--create-namespace",
+            "--wait=false",
+        ])
         .arg("--kubeconfig")
         .arg(&cluster.kubeconfig)
         .current_dir(workspace_root())
         .output()?;
-    ensure!(out.status.success(), "helm install: {}", String::from_utf8_lossy(&out.stderr));
-    kubectl(&["wait", "--for=condition=Established", "--timeout=60s", "crd/mcpgateways.mcpgateway.dev"], None)?;
+    ensure!(
+        out.status.success(),
+        "helm install: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    kubectl(
+        &[
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            "crd/mcpgateways.mcpgateway.dev",
+        ],
+        None,
+    )?;
 
     say("start the operator with the chart's ServiceAccount identity");
     let sa = kubectl(
-        &["get", "serviceaccounts", "-n", RELEASE_NAMESPACE, "-l", "app.kubernetes.io/instance=mcp-gateway", "-o", "jsonpath={.items[0].metadata.name}"],
+        &[
+            "get",
+            "serviceaccounts",
+            "-n",
+            RELEASE_NAMESPACE,
+            "-l",
+            "app.kubernetes.io/instance=mcp-gateway",
+            "-o",
+            "jsonpath={.items[0].metadata.name}",
+        ],
         None,
     )?;
     ensure!(!sa.is_empty(), "the chart created no ServiceAccount");
-    let token = kubectl(&["create", "token", &sa, "-n", RELEASE_NAMESPACE, "--duration=1h"], None)?;
+    let token = kubectl(
+        &[
+            "create",
+            "token",
+            &sa,
+            "-n",
+            RELEASE_NAMESPACE,
+            "--duration=1h",
+        ],
+        None,
+    )?;
     let operator_kubeconfig = dir.path().join("operator.kubeconfig");
     kubeconfig_with_token(&cluster.kubeconfig, token.trim(), &operator_kubeconfig)?;
     let operator = Operator::start(
         &operator_kubeconfig,
-        &["--lease-namespace", RELEASE_NAMESPACE, "--pod-name", "demo-operator-0"],
+        &[
+            "--lease-namespace",
+            RELEASE_NAMESPACE,
+            "--pod-name",
+            "demo-operator-0",
+        ],
     )?;
 
     say("start the Functions host stand-in and the OpenID provider");
@@ -134,25 +182,44 @@ pub async fn run(cluster: Arc<Cluster>, say: &dyn Fn(&str)) -> anyhow::Result<Wh
     let client = cluster.client().await?;
     let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), NAMESPACE);
     let rendered = eventually(60, "the operator renders the ConfigMap", || async {
-        configmaps.get_opt("weather-gateway").await.map_err(|e| e.to_string())?.ok_or("not yet".to_string())
+        configmaps
+            .get_opt("weather-gateway")
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or("not yet".to_string())
     })
     .await
     .with_context(|| format!("operator log:\n{}", operator.logs()))?;
-    let text = rendered.data.as_ref().and_then(|d| d.get("config.yaml")).context("config.yaml")?;
+    let text = rendered
+        .data
+        .as_ref()
+        .and_then(|d| d.get("config.yaml"))
+        .context("config.yaml")?;
     let mut config: Config = serde_yaml::from_str(text)?;
 
     say("run the sidecar with the rendered config and the Secrets' files");
     let secrets: Api<Secret> = Api::namespaced(client.clone(), NAMESPACE);
     let session = eventually(30, "session keys Secret", || async {
-        secrets.get_opt("weather-gateway-session").await.map_err(|e| e.to_string())?.ok_or("not yet".to_string())
+        secrets
+            .get_opt("weather-gateway-session")
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or("not yet".to_string())
     })
     .await?;
-    let session_keys = session.data.as_ref().and_then(|d| d.get("keys")).context("session keys")?;
+    let session_keys = session
+        .data
+        .as_ref()
+        .and_then(|d| d.get("keys"))
+        .context("session keys")?;
     let session_file = dir.path().join("session-keys");
     std::fs::write(&session_file, &session_keys.0)?;
     let key_secret = secrets.get("weather-fn-keys").await?;
     let mounted_key = dir.path().join("mounted-key");
-    std::fs::write(&mounted_key, &key_secret.data.as_ref().context("data")?["mcp_extension"].0)?;
+    std::fs::write(
+        &mounted_key,
+        &key_secret.data.as_ref().context("data")?["mcp_extension"].0,
+    )?;
     let (listen, local_base) = public_listener();
     config.listen = listen;
     config.system_key.file = mounted_key;
@@ -164,19 +231,37 @@ pub async fn run(cluster: Arc<Cluster>, say: &dyn Fn(&str)) -> anyhow::Result<Wh
     let token = idp.token(PUBLIC_URL, SCOPE, "RS256")?;
     let local_url = format!("{local_base}/weather/mcp");
     let (ok, call, raw) = fixtures::mcp_client(&[
-        "--url", &local_url, "--transport", "streamable", "--token", &token,
-        "--list-tools", "--call", "echo", "--args", r#"{"message":"hello from the whole path"}"#,
+        "--url",
+        &local_url,
+        "--transport",
+        "streamable",
+        "--token",
+        &token,
+        "--list-tools",
+        "--call",
+        "echo",
+        "--args",
+        r#"{"message":"hello from the whole path"}"#,
     ])?;
     ensure!(ok, "the MCP client failed: {raw}");
 
     say("mark the Deployment available, as the Deployment controller would");
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), NAMESPACE);
     let status = json!({"status": {"replicas": 1, "readyReplicas": 1, "availableReplicas": 1, "updatedReplicas": 1}});
-    deployments.patch_status("weather-gateway", &PatchParams::default(), &Patch::Merge(&status)).await?;
+    deployments
+        .patch_status(
+            "weather-gateway",
+            &PatchParams::default(),
+            &Patch::Merge(&status),
+        )
+        .await?;
     let gateways: Api<McpGateway> = Api::namespaced(client, NAMESPACE);
     eventually(30, "Ready=True", || async {
         let gw = gateways.get(GATEWAY).await.map_err(|e| e.to_string())?;
-        let ready = gw.status.as_ref().and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready").cloned());
+        let ready = gw
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready").cloned());
         match ready {
             Some(c) if c.status == "True" => Ok(()),
             other => Err(format!("{other:?}")),
@@ -184,7 +269,17 @@ pub async fn run(cluster: Arc<Cluster>, say: &dyn Fn(&str)) -> anyhow::Result<Wh
     })
     .await?;
     let table = kubectl(&["get", "mcpgateways", "-n", NAMESPACE], None)?;
-    Ok(WholePath { cluster, operator, standin, idp, sidecar, table, call, key, _dir: dir })
+    Ok(WholePath {
+        cluster,
+        operator,
+        standin,
+        idp,
+        sidecar,
+        table,
+        call,
+        key,
+        _dir: dir,
+    })
 }
 
 /// The gateway the whole path applies: `examples/oidc-entra.yaml` pointed at the local

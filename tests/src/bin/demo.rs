@@ -12,8 +12,15 @@ async fn main() -> anyhow::Result<()> {
     eprintln!("==> start a local control plane (kube-apiserver + etcd on 127.0.0.1)");
     let cluster = Arc::new(Cluster::start()?);
     let path = whole_path::run(cluster, &|step| eprintln!("==> {step}")).await?;
-    println!("\n$ kubectl get mcpgateways -n {}\n{}", whole_path::NAMESPACE, path.table);
-    println!("tool result (echo through the gateway): {}", path.call["result"]);
+    println!(
+        "\n$ kubectl get mcpgateways -n {}\n{}",
+        whole_path::NAMESPACE,
+        path.table
+    );
+    println!(
+        "tool result (echo through the gateway): {}",
+        path.call["result"]
+    );
     println!("tools: {}", path.call["tools"]);
     if exit {
         return Ok(());
