@@ -1,0 +1,120 @@
+//! The Helm chart: lint-clean, its schema rejects bad values, and what it renders applies to
+//! a real API server (the whole-path test installs it and runs the operator with its RBAC).
+
+use std::process::Command;
+
+use mcp_gateway_tests::cluster::Cluster;
+use mcp_gateway_tests::workspace_root;
+
+fn helm() -> Command {
+    let out = Command::new(workspace_root().join("scripts/local-cluster"))
+        .arg("paths")
+        .output()
+        .unwrap();
+    let paths = String::from_utf8(out.stdout).unwrap();
+    let helm = paths
+        .lines()
+        .find_map(|l| l.strip_prefix("HELM="))
+        .expect("helm built by scripts/local-cluster build");
+    let mut c = Command::new(helm);
+    c.current_dir(workspace_root());
+    c
+}
+
+fn run(mut c: Command) -> (bool, String) {
+    let out = c.output().unwrap();
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+#[test]
+fn chart_lints_clean_and_its_schema_rejects_bad_values() {
+    let mut lint = helm();
+    lint.args(["lint", "--strict", "charts/mcp-gateway"]);
+    let (ok, out) = run(lint);
+    assert!(ok, "{out}");
+    assert!(out.contains("0 chart(s) failed"), "{out}");
+
+    let mut bad = helm();
+    bad.args([
+        "template",
+        "t",
+        "charts/mcp-gateway",
+        "--set",
+        "operator.image.pullPolicy=Sometimes",
+    ]);
+    let (ok, out) = run(bad);
+    assert!(!ok, "an invalid pullPolicy must be rejected");
+    assert!(out.contains("pullPolicy"), "{out}");
+}
+
+#[test]
+fn rendered_chart_applies_to_a_real_api_server() {
+    let cluster = Cluster::start().expect("local control plane");
+    let (ok, _, err) = cluster.kubectl_run(&["create", "namespace", "mcp-gateway-system"], None);
+    assert!(ok, "{err}");
+    for extra in [
+        &[][..],
+        &[
+            "--set",
+            "metrics.serviceMonitor.enabled=false",
+            "--set",
+            "operator.replicas=2",
+        ][..],
+    ] {
+        let mut template = helm();
+        template
+            .args([
+                "template",
+                "mcp-gateway",
+                "charts/mcp-gateway",
+                "--namespace",
+                "mcp-gateway-system",
+                "--include-crds",
+            ])
+            .args(extra);
+        let (ok, manifest) = run(template);
+        assert!(ok, "{manifest}");
+        for kind in [
+            "CustomResourceDefinition",
+            "ClusterRole",
+            "Deployment",
+            "ServiceAccount",
+            "Service",
+            "Role",
+        ] {
+            assert!(
+                manifest.contains(&format!("kind: {kind}")),
+                "missing {kind}"
+            );
+        }
+        let (ok, out, err) =
+            cluster.kubectl_run(&["apply", "--server-side", "-f", "-"], Some(&manifest));
+        assert!(ok, "{err}");
+        assert!(out.contains("deployment.apps/mcp-gateway"), "{out}");
+    }
+    // The operator Deployment runs under restricted pod security.
+    let (ok, out, err) = cluster.kubectl_run(
+        &[
+            "get",
+            "deployment",
+            "-n",
+            "mcp-gateway-system",
+            "-o",
+            "jsonpath={.items[0].spec.template.spec.containers[0].securityContext}",
+        ],
+        None,
+    );
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("\"readOnlyRootFilesystem\":true")
+            && out.contains("\"allowPrivilegeEscalation\":false"),
+        "{out}"
+    );
+}
