@@ -27,11 +27,17 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // Log lines are written by a background thread, so a request never waits on stderr;
+    // not lossy: when the buffer is full, logging applies backpressure rather than dropping
+    // request records.
+    let (log_writer, _log_guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .finish(std::io::stderr());
     tracing_subscriber::fmt()
         .json()
         .flatten_event(true)
         .with_current_span(false)
-        .with_writer(std::io::stderr)
+        .with_writer(log_writer)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("MCP_GATEWAY_LOG")
                 .unwrap_or_else(|_| "info".into()),

@@ -110,10 +110,10 @@ impl Gateway {
         let started = Instant::now();
         let route = routes::route(&self.config, request.uri().path());
         let mut log = RequestLog::new(route, request.method());
-        let request_headers = request.headers().clone();
+        let origin = request.headers().get(header::ORIGIN).cloned();
         let mut response = self.respond(route, request, &mut log).await;
         self.origins
-            .response_headers(&request_headers, response.headers_mut());
+            .response_headers(origin.as_ref(), response.headers_mut());
         self.metrics
             .requests
             .get_or_create(&RouteStatus {
