@@ -112,6 +112,12 @@ impl Process {
         self.child.id()
     }
 
+    /// Kills the process at once (SIGKILL), as a crash would, and reaps it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// Sends SIGTERM and waits up to `timeout` for the exit; returns the exit code.
     pub fn terminate(&mut self, timeout: Duration) -> Option<i32> {
         let _ = Command::new("kill")

@@ -361,3 +361,102 @@ async fn operator_renders_gateways_and_reports_status() {
         "{metrics}"
     );
 }
+
+#[tokio::test]
+async fn two_replicas_elect_one_leader_and_the_other_takes_over() {
+    // A cluster of its own: no other test's operator may reconcile here.
+    let cluster = Cluster::start().expect("local control plane");
+    cluster.install_crd().unwrap();
+    let client = cluster.client().await.unwrap();
+    let ns = TestNamespace::new(&client, "leader").await.unwrap();
+    let args = |id: &'static str| -> Vec<String> {
+        [
+            "--leader-election=true",
+            "--lease-namespace",
+            &ns.name,
+            "--pod-name",
+            id,
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+    let start = |id: &'static str| {
+        let a = args(id);
+        Operator::start(
+            &cluster.kubeconfig,
+            &a.iter().map(String::as_str).collect::<Vec<_>>(),
+        )
+        .unwrap()
+    };
+    let mut first = start("replica-a");
+    let mut second = start("replica-b");
+    let leases: Api<k8s_openapi::api::coordination::v1::Lease> =
+        Api::namespaced(client.clone(), &ns.name);
+    let holder = || async {
+        let lease = leases
+            .get_opt("mcp-gateway-operator")
+            .await
+            .map_err(|e| e.to_string())?;
+        lease
+            .and_then(|l| l.spec?.holder_identity)
+            .filter(|h| !h.is_empty())
+            .ok_or_else(|| "no holder".to_string())
+    };
+    let leader = eventually(30, "a leader is elected", holder).await;
+    let (leader_op, standby_op, standby_id) = if leader == "replica-a" {
+        (&mut first, &second, "replica-b")
+    } else {
+        (&mut second, &first, "replica-a")
+    };
+
+    // Only the leader reconciles.
+    let gateways: Api<McpGateway> = Api::namespaced(client.clone(), &ns.name);
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns.name);
+    secrets
+        .create(&PostParams::default(), &key_secret("fn-keys", KEY))
+        .await
+        .unwrap();
+    gateways
+        .create(&PostParams::default(), &gateway("elected", "/", "fn-keys"))
+        .await
+        .unwrap();
+    eventually(30, "the leader reconciles", || async {
+        let gw = gateways.get("elected").await.map_err(|e| e.to_string())?;
+        gw.status
+            .and_then(|s| s.observed_generation)
+            .ok_or("no status".to_string())
+    })
+    .await;
+    assert!(leader_op.logs().contains("became the leader"));
+    assert!(
+        !standby_op.logs().contains("became the leader"),
+        "the standby must not reconcile"
+    );
+
+    // The leader dies without releasing the lease; the standby takes over once it expires.
+    leader_op.process.kill();
+    eventually(60, "the standby takes over", || async {
+        match holder().await {
+            Ok(h) if h == standby_id => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    gateways
+        .patch(
+            "elected",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"spec": {"replicas": 3}})),
+        )
+        .await
+        .unwrap();
+    eventually(30, "the new leader reconciles", || async {
+        let gw = gateways.get("elected").await.map_err(|e| e.to_string())?;
+        match gw.status.and_then(|s| s.observed_generation) {
+            Some(2) => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    assert!(standby_op.logs().contains("became the leader"));
+}
