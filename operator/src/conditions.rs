@@ -37,6 +37,8 @@ pub struct Observed {
     pub key: KeyState,
     /// Desired and ready replicas of the Deployment, once it exists.
     pub replicas: Option<(i32, i32)>,
+    /// Why the rendered objects could not be applied, if they could not.
+    pub apply_error: Option<String>,
 }
 
 fn condition(
@@ -121,6 +123,11 @@ pub fn compute(
         &now,
     );
     let ready = match (&observed.config, key_ok, observed.replicas) {
+        (Ok(()), _, _) if observed.apply_error.is_some() => (
+            false,
+            "ApplyFailed",
+            observed.apply_error.clone().unwrap_or_default(),
+        ),
         (Err(_), _, _) => (
             false,
             "InvalidSpec",
@@ -190,6 +197,7 @@ mod tests {
             config: Ok(()),
             key: available(),
             replicas: Some((2, 2)),
+            apply_error: None,
         };
         let c = compute(&ok, Some(4), &[], at(100));
         assert_eq!(find(&c, READY).unwrap().status, "True");
@@ -226,6 +234,7 @@ mod tests {
             config: Err("route.host ...".into()),
             key: KeyState::Unchecked,
             replicas: None,
+            apply_error: None,
         };
         let c = compute(&invalid, None, &[], at(1));
         assert_eq!(find(&c, CONFIG_VALID).unwrap().status, "False");
@@ -234,11 +243,29 @@ mod tests {
     }
 
     #[test]
+    fn an_apply_failure_is_reported_in_ready() {
+        let failed = Observed {
+            config: Ok(()),
+            key: available(),
+            replicas: None,
+            apply_error: Some("applying Service apps/weather-gateway: range is full".into()),
+        };
+        let c = compute(&failed, None, &[], at(1));
+        let ready = find(&c, READY).unwrap();
+        assert_eq!(
+            (ready.status.as_str(), ready.reason.as_str()),
+            ("False", "ApplyFailed")
+        );
+        assert!(ready.message.contains("range is full"));
+    }
+
+    #[test]
     fn transition_time_changes_only_with_status() {
         let ok = Observed {
             config: Ok(()),
             key: available(),
             replicas: Some((1, 1)),
+            apply_error: None,
         };
         let first = compute(&ok, None, &[], at(100));
         let again = compute(&ok, None, &first, at(200));
@@ -266,6 +293,7 @@ mod tests {
                     key: "k".into(),
                 },
                 replicas: None,
+                apply_error: None,
             },
             None,
             &[],

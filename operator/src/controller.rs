@@ -44,6 +44,28 @@ pub enum Error {
 }
 
 impl Error {
+    /// The failure as a status message: what failed and the API server's reason.
+    pub fn user_message(&self) -> String {
+        match self {
+            Error::Apply(what, kube::Error::Api(status))
+            | Error::ReadSecret(what, kube::Error::Api(status))
+            | Error::CreateSessionSecret(what, kube::Error::Api(status)) => {
+                format!("{} {what}: {}", self.action(), status.message)
+            }
+            other => other.to_string(),
+        }
+    }
+
+    fn action(&self) -> &'static str {
+        match self {
+            Error::ReadSecret(..) => "reading Secret",
+            Error::CreateSessionSecret(..) => "creating the session-keys Secret",
+            Error::Apply(..) => "applying",
+            Error::Status(..) => "writing the status",
+            Error::NoNamespace => "reading the McpGateway",
+        }
+    }
+
     /// A closed set of labels for the failure metric.
     pub fn metric_label(&self) -> &'static str {
         match self {
@@ -168,37 +190,36 @@ async fn reconcile_inner(gateway: &McpGateway, ctx: &Context) -> Result<Action, 
         .unwrap_or_default();
 
     let plan = validate::validate(gateway);
+    let mut failure = None;
     let (observed, url) = match &plan {
         Err(message) => (
             Observed {
                 config: Err(message.clone()),
                 key: KeyState::Unchecked,
                 replicas: None,
+                apply_error: None,
             },
             None,
         ),
         Ok(plan) => {
             let key = check_key(&ctx.client, &namespace, plan).await?;
-            ensure_session_secret(&ctx.client, &namespace, gateway).await?;
-            let objects = build::build(gateway, plan, &ctx.defaults);
-            apply(&ctx.client, &namespace, &objects.config_map).await?;
-            apply(&ctx.client, &namespace, &objects.service).await?;
-            apply(&ctx.client, &namespace, &objects.ingress).await?;
-            let deployment = apply(&ctx.client, &namespace, &objects.deployment).await?;
-            let ready = deployment
-                .status
-                .as_ref()
-                .and_then(|s| s.ready_replicas)
-                .unwrap_or(0);
-            let desired = gateway.spec.replicas;
-            (
-                Observed {
-                    config: Ok(()),
-                    key,
-                    replicas: Some((desired, ready)),
-                },
-                Some(plan.url.clone()),
-            )
+            let replicas = match apply_all(ctx, &namespace, gateway, plan).await {
+                Ok(deployment) => {
+                    let ready = deployment.status.as_ref().and_then(|s| s.ready_replicas);
+                    Some((gateway.spec.replicas, ready.unwrap_or(0)))
+                }
+                Err(error) => {
+                    failure = Some(error);
+                    None
+                }
+            };
+            let observed = Observed {
+                config: Ok(()),
+                key,
+                replicas,
+                apply_error: failure.as_ref().map(Error::user_message),
+            };
+            (observed, Some(plan.url.clone()))
         }
     };
 
@@ -224,7 +245,26 @@ async fn reconcile_inner(gateway: &McpGateway, ctx: &Context) -> Result<Action, 
     .await
     .map_err(Error::Status)?;
     publish_transitions(ctx, gateway, &previous, &conditions).await;
-    Ok(Action::requeue(RESYNC))
+    // The status already tells the user; the error makes the controller retry with backoff.
+    match failure {
+        Some(error) => Err(error),
+        None => Ok(Action::requeue(RESYNC)),
+    }
+}
+
+/// Renders and applies every object of a gateway; returns the Deployment as stored.
+async fn apply_all(
+    ctx: &Context,
+    namespace: &str,
+    gateway: &McpGateway,
+    plan: &Plan,
+) -> Result<Deployment, Error> {
+    ensure_session_secret(&ctx.client, namespace, gateway).await?;
+    let objects = build::build(gateway, plan, &ctx.defaults);
+    apply(&ctx.client, namespace, &objects.config_map).await?;
+    apply(&ctx.client, namespace, &objects.service).await?;
+    apply(&ctx.client, namespace, &objects.ingress).await?;
+    apply(&ctx.client, namespace, &objects.deployment).await
 }
 
 /// Looks the key up without ever reading its value into a message: only whether it exists.

@@ -11,7 +11,11 @@ use crate::process::Process;
 
 /// The mcp-gateway-operator binary, built once per test process.
 pub fn binary() -> PathBuf {
-    crate::workspace_binary("mcp-gateway-operator")
+    // Benchmarks point this at a release build.
+    match std::env::var_os("MCPGW_OPERATOR_BIN") {
+        Some(path) => PathBuf::from(path),
+        None => crate::workspace_binary("mcp-gateway-operator"),
+    }
 }
 
 pub const SIDECAR_IMAGE: &str = "registry.example/mcp-gateway-sidecar:test";
