@@ -11,7 +11,7 @@ use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams, PostParams};
-use kube::runtime::controller::{Action, Controller};
+use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
@@ -25,6 +25,9 @@ use crate::build::{self, Defaults};
 use crate::conditions::{self, KeyState, Observed};
 use crate::metrics::{Metrics, Outcome, Reason};
 use crate::validate::{self, Plan};
+
+/// Reconciles run at once.
+const RECONCILE_CONCURRENCY: u16 = 16;
 
 /// How often a settled gateway is looked at again, to catch drift nobody told us about.
 const RESYNC: Duration = Duration::from_secs(300);
@@ -113,10 +116,13 @@ pub async fn run(ctx: Arc<Context>) {
     let client = ctx.client.clone();
     let owned =
         watcher::Config::default().labels(&format!("app.kubernetes.io/managed-by={MANAGER}"));
+    // Bounded concurrency: a burst of gateways queues here instead of holding a thousand
+    // requests open against the API server at once (memory, and fairness to other clients).
     let controller = Controller::new(
         Api::<McpGateway>::all(client.clone()),
         watcher::Config::default(),
-    );
+    )
+    .with_config(controller::Config::default().concurrency(RECONCILE_CONCURRENCY));
     let store = controller.store();
     controller
         .owns(Api::<ConfigMap>::all(client.clone()), owned.clone())

@@ -98,6 +98,7 @@ pub fn validate(gateway: &McpGateway) -> Result<Plan, String> {
             connect_timeout_seconds: spec.upstream.timeouts.connect_seconds,
             response_timeout_seconds: spec.upstream.timeouts.response_seconds,
             stream_idle_timeout_seconds: spec.upstream.timeouts.stream_idle_seconds,
+            ca_file: None,
         },
         system_key: SystemKeyConfig {
             file: format!("{KEY_DIR}/{KEY_FILE_NAME}").into(),

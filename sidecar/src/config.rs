@@ -63,6 +63,10 @@ pub struct UpstreamConfig {
     /// A streamed response silent for longer than this is closed.
     #[serde(default = "default_stream_idle_timeout")]
     pub stream_idle_timeout_seconds: u32,
+    /// Extra CA certificates (PEM) trusted for an https upstream, besides the public web
+    /// roots: for a Function host behind a private CA.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
 }
 
 /// Where the Functions system key is read from, and how it is sent upstream.

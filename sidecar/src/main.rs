@@ -88,7 +88,7 @@ async fn main() -> anyhow::Result<()> {
         resource = %config.resource_url(),
         "mcp-gateway-sidecar started"
     );
-    let gateway = Arc::new(Gateway::new(config, key, auth, sessions, metrics));
+    let gateway = Arc::new(Gateway::new(config, key, auth, sessions, metrics)?);
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = |mut rx: watch::Receiver<bool>| async move {

@@ -52,24 +52,62 @@ pub struct Gateway {
     required_scopes: Vec<String>,
 }
 
-/// The upstream HTTP client: HTTP/1.1 and HTTP/2 over rustls (ALPN), `TCP_NODELAY`.
-pub fn upstream_client(config: &Config) -> UpstreamClient {
+/// The upstream HTTP client: HTTP/1.1 and HTTP/2 over rustls (ALPN), `TCP_NODELAY`. Trusts
+/// the public web roots plus `upstream.caFile`, if set.
+pub fn upstream_client(config: &Config) -> Result<UpstreamClient, UpstreamTlsError> {
     let mut http = HttpConnector::new();
     http.enforce_http(false);
     http.set_nodelay(true);
     http.set_connect_timeout(Some(Duration::from_secs(
         config.upstream.connect_timeout_seconds.into(),
     )));
+    let mut roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    if let Some(path) = &config.upstream.ca_file {
+        use rustls::pki_types::{CertificateDer, pem::PemObject};
+        let certs = CertificateDer::pem_file_iter(path)
+            .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| {
+                UpstreamTlsError(format!(
+                    "cannot read upstream.caFile {}: {e}",
+                    path.display()
+                ))
+            })?;
+        if certs.is_empty() {
+            return Err(UpstreamTlsError(format!(
+                "upstream.caFile {} holds no certificate",
+                path.display()
+            )));
+        }
+        for cert in certs {
+            roots.add(cert).map_err(|e| {
+                UpstreamTlsError(format!("upstream.caFile {}: {e}", path.display()))
+            })?;
+        }
+    }
+    let tls = rustls::ClientConfig::builder_with_provider(
+        rustls::crypto::ring::default_provider().into(),
+    )
+    .with_safe_default_protocol_versions()
+    .map_err(|e| UpstreamTlsError(e.to_string()))?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
     let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_webpki_roots()
+        .with_tls_config(tls)
         .https_or_http()
         .enable_http1()
         .enable_http2()
         .wrap_connector(http);
-    Client::builder(TokioExecutor::new())
+    Ok(Client::builder(TokioExecutor::new())
         .pool_idle_timeout(Duration::from_secs(90))
-        .build(https)
+        .build(https))
 }
+
+/// The upstream's TLS settings cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UpstreamTlsError(String);
 
 impl Gateway {
     pub fn new(
@@ -78,17 +116,18 @@ impl Gateway {
         auth: Option<Arc<Authenticator>>,
         sessions: SessionSealer,
         metrics: Arc<Metrics>,
-    ) -> Self {
+    ) -> Result<Self, UpstreamTlsError> {
+        let client = upstream_client(&config)?;
         let required_scopes = match &config.auth {
             AuthConfig::Oidc(oidc) => oidc.required_scopes.clone(),
             AuthConfig::Anonymous => Vec::new(),
         };
-        Self {
+        Ok(Self {
             origins: OriginPolicy::new(&config),
             key_header: HeaderName::from_bytes(config.system_key.header.as_bytes())
                 .expect("validated in Config::validate"),
             upstream_origin: config.upstream.url.origin().ascii_serialization(),
-            client: upstream_client(&config),
+            client,
             response_timeout: Duration::from_secs(config.upstream.response_timeout_seconds.into()),
             stream_idle: Duration::from_secs(config.upstream.stream_idle_timeout_seconds.into()),
             required_scopes,
@@ -97,7 +136,7 @@ impl Gateway {
             auth,
             sessions,
             metrics,
-        }
+        })
     }
 
     /// Ready to serve: the key is loaded and, with OIDC, signing keys have been fetched.

@@ -887,3 +887,54 @@ async fn readiness_waits_for_the_key_and_recovers_when_it_appears() {
             .is_success()
     );
 }
+
+#[tokio::test]
+async fn shutdown_drains_open_streams_before_exiting() {
+    let mut stack = Stack::start(false, |_| {}).await;
+    let sse = reqwest::Client::new()
+        .get(format!("{}/sse", stack.sidecar.url))
+        .header("accept", "text/event-stream")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sse.status(), 200);
+    let mut events = sse.bytes_stream();
+    use futures::StreamExt;
+    let first = tokio::time::timeout(Duration::from_secs(5), events.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    stack.record(&first);
+
+    // SIGTERM with a stream open: the sidecar stops accepting but keeps serving the stream.
+    let pid = stack.sidecar.process.pid().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let refused = reqwest::Client::new()
+        .post(stack.mcp_url())
+        .header("accept", ACCEPT)
+        .body(initialize_body())
+        .send()
+        .await;
+    assert!(
+        refused.is_err(),
+        "a draining sidecar must not accept new connections"
+    );
+    assert!(
+        std::path::Path::new(&format!("/proc/{pid}")).exists(),
+        "the sidecar exited while a stream was still open"
+    );
+
+    // The client finishes; the sidecar then exits cleanly, well before the drain timeout.
+    drop(events);
+    let code = stack.sidecar.process.terminate(Duration::from_secs(10));
+    assert_eq!(code, Some(0));
+    stack.assert_no_key_leak();
+}

@@ -1,0 +1,224 @@
+//! An https upstream: the sidecar negotiates HTTP/2 over rustls (ALPN), trusts a private CA
+//! only when `upstream.caFile` names it, and still sends the key. The upstream here is a
+//! small hyper server with a certificate from a CA made by `openssl` for this test.
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use mcp_gateway_sidecar::config::Config;
+use mcp_gateway_tests::TempDir;
+use mcp_gateway_tests::sidecar::{Sidecar, public_listener};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use serde_json::json;
+
+const KEY: &str = "SYSKEY-tls-3c1d";
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let status = Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("openssl");
+    assert!(
+        status.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+}
+
+/// A CA and a leaf certificate for 127.0.0.1 signed by it.
+fn make_certificates(dir: &Path) {
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+    ];
+    openssl(
+        dir,
+        &[
+            &["req", "-x509"][..],
+            &ec,
+            &[
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+                "-days",
+                "1",
+                "-subj",
+                "/CN=mcpgw-test-ca",
+            ],
+        ]
+        .concat(),
+    );
+    openssl(
+        dir,
+        &[
+            &["req"][..],
+            &ec,
+            &[
+                "-keyout",
+                "leaf.key",
+                "-out",
+                "leaf.csr",
+                "-subj",
+                "/CN=127.0.0.1",
+            ],
+        ]
+        .concat(),
+    );
+    std::fs::write(
+        dir.join("leaf.ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "leaf.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "leaf.pem",
+            "-days",
+            "1",
+            "-extfile",
+            "leaf.ext",
+        ],
+    );
+}
+
+/// Serves https on 127.0.0.1 (h2 and http/1.1 by ALPN); records each request's HTTP version
+/// and whether it carried the key.
+async fn tls_upstream(dir: &Path) -> (String, Arc<Mutex<Vec<(String, bool)>>>) {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(dir.join("leaf.pem"))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let key = PrivateKeyDer::from_pem_file(dir.join("leaf.key")).unwrap();
+    let mut config = rustls::ServerConfig::builder_with_provider(
+        rustls::crypto::ring::default_provider().into(),
+    )
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .unwrap();
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!(
+        "https://127.0.0.1:{}",
+        listener.local_addr().unwrap().port()
+    );
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let record = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let (acceptor, record) = (acceptor.clone(), record.clone());
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                    let has_key = req
+                        .headers()
+                        .get("x-functions-key")
+                        .is_some_and(|v| v == KEY);
+                    record
+                        .lock()
+                        .unwrap()
+                        .push((format!("{:?}", req.version()), has_key));
+                    async move {
+                        let body = r#"{"jsonrpc":"2.0","id":1,"result":{}}"#;
+                        let status = if has_key { 200 } else { 401 };
+                        hyper::Response::builder()
+                            .status(status)
+                            .header("content-type", "application/json")
+                            .body(Full::new(Bytes::from_static(body.as_bytes())))
+                    }
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(tls), service)
+                    .await;
+            });
+        }
+    });
+    (url, seen)
+}
+
+fn config(upstream: &str, key_file: &Path, ca_file: Option<&Path>) -> Config {
+    let (listen, base) = public_listener();
+    serde_json::from_value(json!({
+        "listen": listen.to_string(),
+        "publicBaseUrl": base,
+        "upstream": {"url": upstream, "caFile": ca_file},
+        "systemKey": {"file": key_file},
+        "auth": {"mode": "Anonymous"},
+    }))
+    .unwrap()
+}
+
+async fn post(sidecar: &Sidecar) -> u16 {
+    reqwest::Client::new()
+        .post(format!("{}/mcp", sidecar.url))
+        .header("accept", "application/json, text/event-stream")
+        .header("content-type", "application/json")
+        .body(r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[tokio::test]
+async fn https_upstream_gets_http2_and_the_key_through_a_private_ca() {
+    let dir = TempDir::new("tls");
+    make_certificates(dir.path());
+    let key_file = dir.path().join("key");
+    std::fs::write(&key_file, KEY).unwrap();
+    let (upstream, seen) = tls_upstream(dir.path()).await;
+
+    // Without the private CA the upstream's certificate is not trusted: 502, nothing sent.
+    let untrusting = Sidecar::start(config(&upstream, &key_file, None)).unwrap();
+    untrusting.wait_ready().await.unwrap();
+    assert_eq!(post(&untrusting).await, 502);
+    assert!(
+        seen.lock().unwrap().is_empty(),
+        "no request may reach an untrusted upstream"
+    );
+
+    let trusting = Sidecar::start(config(
+        &upstream,
+        &key_file,
+        Some(&dir.path().join("ca.pem")),
+    ))
+    .unwrap();
+    trusting.wait_ready().await.unwrap();
+    assert_eq!(post(&trusting).await, 200);
+    assert_eq!(post(&trusting).await, 200);
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(
+        seen,
+        [
+            ("HTTP/2.0".to_string(), true),
+            ("HTTP/2.0".to_string(), true)
+        ]
+    );
+    assert!(!trusting.logs().contains(KEY) && !untrusting.logs().contains(KEY));
+}
