@@ -60,6 +60,11 @@ impl Standin {
             .await?)
     }
 
+    /// Kills the stand-in, as an upstream that goes away would: its streams end.
+    pub fn stop(&mut self) {
+        self._process.kill();
+    }
+
     pub async fn reset(&self) -> anyhow::Result<()> {
         reqwest::Client::new()
             .post(format!("{}/_standin/reset", self.url))

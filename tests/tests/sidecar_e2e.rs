@@ -932,8 +932,20 @@ async fn shutdown_drains_open_streams_before_exiting() {
         "the sidecar exited while a stream was still open"
     );
 
-    // The client finishes; the sidecar then exits cleanly, well before the drain timeout.
-    drop(events);
+    // The stream ends (here because the upstream goes away; an idle client that leaves is
+    // only noticed at the next write); the sidecar then exits cleanly, before the drain
+    // timeout.
+    stack.standin.stop();
+    let rest = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Some(Ok(chunk)) = events.next().await {
+            stack.record(&chunk);
+        }
+    })
+    .await;
+    assert!(
+        rest.is_ok(),
+        "the client's stream should end when the upstream's does"
+    );
     let code = stack.sidecar.process.terminate(Duration::from_secs(10));
     assert_eq!(code, Some(0));
     stack.assert_no_key_leak();
