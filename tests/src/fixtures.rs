@@ -175,27 +175,16 @@ impl Idp {
     }
 }
 
-/// Runs the TypeScript SDK client (`mcp-client.mjs`) with `args`; returns its JSON line and
-/// whether it exited 0.
+/// Runs the TypeScript SDK client (`mcp-client.mjs`) with `args`; returns whether it exited
+/// 0, its JSON line, and all its output.
 pub fn mcp_client(args: &[&str]) -> anyhow::Result<(bool, Value, String)> {
-    let out = node_command("mcp-client.mjs")
-        .args(args)
-        .output()
-        .context("run mcp-client.mjs")?;
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    let line = stdout
-        .lines()
-        .rev()
-        .find(|l| l.trim_start().starts_with('{'))
-        .unwrap_or("{}");
-    let v: Value =
-        serde_json::from_str(line).with_context(|| format!("client output: {stdout}"))?;
-    let raw = format!("{stdout}{}", String::from_utf8_lossy(&out.stderr));
-    Ok((out.status.success(), v, raw))
+    let mut c = node_command("mcp-client.mjs");
+    c.args(args);
+    run_client(c)
 }
 
 /// Runs the Python SDK client (`tests/fixtures/python/mcp_client.py`, in the venv that
-/// `scripts/test` makes) with `args`; returns whether it exited 0, its JSON line, and all output.
+/// `scripts/test` makes) with `args`; returns the same as [`mcp_client`].
 pub fn python_client(args: &[&str]) -> anyhow::Result<(bool, Value, String)> {
     let dir = workspace_root().join("tests/fixtures/python");
     let python = dir.join(".venv/bin/python");
@@ -203,11 +192,14 @@ pub fn python_client(args: &[&str]) -> anyhow::Result<(bool, Value, String)> {
         python.exists(),
         "tests/fixtures/python/.venv is missing: run scripts/test (it makes the venv)"
     );
-    let out = Command::new(python)
-        .arg(dir.join("mcp_client.py"))
-        .args(args)
-        .output()
-        .context("run mcp_client.py")?;
+    let mut c = Command::new(python);
+    c.arg(dir.join("mcp_client.py")).args(args);
+    run_client(c)
+}
+
+/// A client fixture prints one JSON line last on stdout.
+fn run_client(mut command: Command) -> anyhow::Result<(bool, Value, String)> {
+    let out = command.output().context("run an MCP client fixture")?;
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     let line = stdout
         .lines()

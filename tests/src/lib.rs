@@ -37,6 +37,25 @@ pub fn workspace_binary(name: &str) -> PathBuf {
     target.join("debug").join(name)
 }
 
+/// Polls `check` until it returns `Ok`, or fails after `secs` with the last state it
+/// reported.
+pub async fn eventually<T, F, Fut>(secs: u64, what: &str, mut check: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        match check().await {
+            Ok(v) => return Ok(v),
+            Err(state) if std::time::Instant::now() > deadline => {
+                anyhow::bail!("{what}: gave up; last state: {state}")
+            }
+            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(200)).await,
+        }
+    }
+}
+
 /// A fresh private directory under the system temp dir, removed on drop.
 pub struct TempDir(PathBuf);
 

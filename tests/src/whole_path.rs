@@ -12,9 +12,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
-use std::time::Duration;
 
-use anyhow::{Context, bail, ensure};
+use anyhow::{Context, ensure};
 use base64::Engine;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
@@ -27,7 +26,7 @@ use crate::cluster::Cluster;
 use crate::fixtures::{self, Idp, Standin};
 use crate::operator::Operator;
 use crate::sidecar::{Sidecar, public_listener};
-use crate::{TempDir, workspace_root};
+use crate::{TempDir, eventually, workspace_root};
 
 pub const NAMESPACE: &str = "weather";
 pub const GATEWAY: &str = "weather";
@@ -72,23 +71,6 @@ fn kubeconfig_with_token(admin: &Path, token: &str, out: &Path) -> anyhow::Resul
     }
     std::fs::write(out, serde_yaml::to_string(&kc)?)?;
     Ok(())
-}
-
-async fn eventually<T, F, Fut>(secs: u64, what: &str, mut check: F) -> anyhow::Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, String>>,
-{
-    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
-    loop {
-        match check().await {
-            Ok(v) => return Ok(v),
-            Err(state) if std::time::Instant::now() > deadline => {
-                bail!("{what}: gave up; last state: {state}")
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
-        }
-    }
 }
 
 /// Runs the whole path on `cluster`; `say` reports progress (the demo prints it).

@@ -41,22 +41,15 @@ fn key_secret(name: &str, key: &str) -> Secret {
     .unwrap()
 }
 
-/// Polls `check` until it returns `Some`, or fails after `secs` with the last state.
-async fn eventually<T, F, Fut>(secs: u64, what: &str, mut check: F) -> T
+/// [`mcp_gateway_tests::eventually`], failing the test when it gives up.
+async fn eventually<T, F, Fut>(secs: u64, what: &str, check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, String>>,
 {
-    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
-    loop {
-        match check().await {
-            Ok(v) => return v,
-            Err(state) if std::time::Instant::now() > deadline => {
-                panic!("{what}: gave up; last state: {state}")
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
-        }
-    }
+    mcp_gateway_tests::eventually(secs, what, check)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn condition(gw: &McpGateway, type_: &str) -> Option<(String, String, String)> {

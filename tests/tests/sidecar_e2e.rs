@@ -146,6 +146,28 @@ impl Stack {
     }
 }
 
+/// Reads an SSE response until its first complete event; returns the stream (still open)
+/// and the event's text.
+async fn first_event(
+    response: reqwest::Response,
+) -> (
+    impl futures::Stream<Item = reqwest::Result<bytes::Bytes>>,
+    String,
+) {
+    use futures::StreamExt;
+    let mut stream = Box::pin(response.bytes_stream());
+    let mut raw = Vec::new();
+    while !String::from_utf8_lossy(&raw).contains("\n\n") {
+        let chunk = tokio::time::timeout(Duration::from_secs(5), stream.next())
+            .await
+            .expect("an SSE event within 5 s")
+            .expect("the stream is open")
+            .expect("a chunk");
+        raw.extend_from_slice(&chunk);
+    }
+    (stream, String::from_utf8_lossy(&raw).into_owned())
+}
+
 fn initialize_body() -> String {
     json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
         "protocolVersion": "2025-06-18", "capabilities": {},
@@ -552,19 +574,8 @@ async fn a_session_belongs_to_the_subject_that_opened_it() {
         .await
         .unwrap();
     assert_eq!(sse.status(), 200);
-    let mut events = sse.bytes_stream();
-    let mut raw = Vec::new();
-    while !String::from_utf8_lossy(&raw).contains("\n\n") {
-        use futures::StreamExt;
-        let chunk = tokio::time::timeout(Duration::from_secs(5), events.next())
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
-        raw.extend_from_slice(&chunk);
-    }
-    stack.record(&raw);
-    let text = String::from_utf8_lossy(&raw).to_string();
+    let (events, text) = first_event(sse).await;
+    stack.record(text.as_bytes());
     let endpoint = text
         .lines()
         .find_map(|l| l.strip_prefix("data: "))
@@ -602,19 +613,8 @@ async fn legacy_sse_endpoint_event_hides_the_key_and_points_at_the_public_route(
         .unwrap();
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["x-accel-buffering"], "no");
-    let mut stream = response.bytes_stream();
-    let mut raw = Vec::new();
-    use futures::StreamExt;
-    while !String::from_utf8_lossy(&raw).contains("\n\n") {
-        let chunk = tokio::time::timeout(Duration::from_secs(5), stream.next())
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
-        raw.extend_from_slice(&chunk);
-    }
-    stack.record(&raw);
-    let text = String::from_utf8_lossy(&raw);
+    let (_stream, text) = first_event(response).await;
+    stack.record(text.as_bytes());
     assert!(text.starts_with("event: endpoint"), "{text}");
     let data = text.lines().find_map(|l| l.strip_prefix("data: ")).unwrap();
     // The upstream's query (azmcpcs=…&code=<key>) is gone: the client gets our sealed form.
