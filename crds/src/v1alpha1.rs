@@ -383,6 +383,15 @@ pub struct Route {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<RouteTls>,
 
+    /// Browser origins allowed to call the gateway besides `https://<host>` itself, for
+    /// browser-based MCP clients such as the MCP Inspector (`http://localhost:6274`). `*`
+    /// allows any origin. Clients that send no `Origin` (CLIs, SDKs) are not affected.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    #[schemars(inner(length(max = 2048)))]
+    #[x_kube(validation = Rule::new("self.all(o, o == '*' || (isURL(o) && url(o).getScheme() in ['http', 'https'] && url(o).getEscapedPath() in ['', '/']))").message("route.allowedOrigins entries must be origins such as http://localhost:6274 (scheme, host, optional port; no path), or *"))]
+    pub allowed_origins: Vec<String>,
+
     /// Extra annotations for the Ingress (for example cert-manager's cluster-issuer).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub annotations: BTreeMap<String, String>,

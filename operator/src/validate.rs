@@ -109,7 +109,7 @@ pub fn validate(gateway: &McpGateway) -> Result<Plan, String> {
             keys_file: Some(format!("{SESSION_DIR}/{SESSION_FILE_NAME}").into()),
         },
         limits: Limits::default(),
-        allowed_origins: Vec::new(),
+        allowed_origins: spec.route.allowed_origins.clone(),
     };
     sidecar.validate().map_err(|e| e.to_string())?;
     let url = sidecar.resource_url();
@@ -172,6 +172,12 @@ pub(crate) mod tests {
         };
         assert_eq!(oidc.audiences, ["api://weather"]);
         assert_eq!(oidc.required_scopes, ["mcp.tools"]);
+        assert!(c.allowed_origins.is_empty());
+
+        let mut spec = oidc_spec();
+        spec["route"]["allowedOrigins"] = serde_json::json!(["http://localhost:6274"]);
+        let plan = validate(&gateway(spec)).unwrap();
+        assert_eq!(plan.sidecar.allowed_origins, ["http://localhost:6274"]);
     }
 
     #[test]

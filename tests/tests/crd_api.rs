@@ -293,6 +293,15 @@ async fn admission_rejects_invalid_gateways_with_a_message_and_stores_nothing() 
             "spec.route: Required value",
         ),
         (
+            "origin-with-path",
+            with(
+                base(),
+                "/route/allowedOrigins",
+                json!(["https://inspector.example.com/app"]),
+            ),
+            "route.allowedOrigins entries must be origins",
+        ),
+        (
             "tenant-not-guid",
             with(base(), "/auth/oidc/allowedTenants", json!(["contoso.com"])),
             "allowedTenants must be Entra tenant IDs",
