@@ -55,7 +55,7 @@ async fn main() -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::new());
     let ready = Arc::new(AtomicBool::new(false));
 
-    let listener = server::bind(args.metrics_addr)
+    let listener = tokio::net::TcpListener::bind(args.metrics_addr)
         .await
         .with_context(|| format!("cannot listen on {}", args.metrics_addr))?;
     tracing::info!(metrics = %listener.local_addr()?, "mcp-gateway-operator started");

@@ -76,10 +76,10 @@ async fn main() -> anyhow::Result<()> {
         }
     };
 
-    let public = server::bind(config.listen)
+    let public = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
-    let admin = server::bind(config.admin_listen)
+    let admin = tokio::net::TcpListener::bind(config.admin_listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.admin_listen))?;
     tracing::info!(

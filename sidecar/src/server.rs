@@ -4,7 +4,6 @@
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -125,8 +124,4 @@ fn admin(gateway: &Gateway, path: &str) -> Response<Body> {
         header::HeaderValue::from_static(content_type),
     );
     r
-}
-
-pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    TcpListener::bind(addr).await
 }

@@ -15,7 +15,6 @@ use crate::{TempDir, workspace_root};
 
 pub struct Cluster {
     pub kubeconfig: PathBuf,
-    pub env: std::collections::BTreeMap<String, String>,
     dir: TempDir,
 }
 
@@ -58,11 +57,7 @@ impl Cluster {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect();
         let kubeconfig = PathBuf::from(env.get("KUBECONFIG").context("KUBECONFIG in env file")?);
-        Ok(Self {
-            kubeconfig,
-            env,
-            dir,
-        })
+        Ok(Self { kubeconfig, dir })
     }
 
     fn state_dir(&self) -> PathBuf {

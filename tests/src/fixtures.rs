@@ -64,14 +64,6 @@ impl Standin {
     pub fn stop(&mut self) {
         self._process.kill();
     }
-
-    pub async fn reset(&self) -> anyhow::Result<()> {
-        reqwest::Client::new()
-            .post(format!("{}/_standin/reset", self.url))
-            .send()
-            .await?;
-        Ok(())
-    }
 }
 
 /// A real OpenID provider (`oidc-provider`) minting audience-bound JWT access tokens.
@@ -160,18 +152,6 @@ impl Idp {
             );
         }
         Ok(String::from_utf8(out.stdout)?.trim().to_string())
-    }
-
-    /// Makes the provider sign with a new key (published in its JWKS).
-    pub async fn rotate_key(&self, alg: &str) -> anyhow::Result<()> {
-        let r = reqwest::Client::new()
-            .post(format!("{}/_test/rotate?alg={alg}", self.issuer))
-            .send()
-            .await?;
-        if !r.status().is_success() {
-            bail!("rotate failed: {}", r.status());
-        }
-        Ok(())
     }
 }
 

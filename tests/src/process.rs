@@ -9,7 +9,6 @@ use anyhow::{Context, bail};
 use serde_json::Value;
 
 pub struct Process {
-    pub name: String,
     child: Child,
     _stdin: Option<ChildStdin>,
 }
@@ -44,18 +43,9 @@ impl Process {
             // Keep draining so the child never blocks on a full pipe.
             for _ in lines {}
         });
-        let mut process = Self {
-            name: name.to_string(),
-            child,
-            _stdin: stdin,
-        };
-        match rx.recv_timeout(timeout) {
-            Ok(v) => Ok((process, v)),
-            Err(_) => {
-                let status = process.child.try_wait().ok().flatten();
-                bail!("{name} did not become ready within {timeout:?} (exit status: {status:?})")
-            }
-        }
+        Self::await_ready(child, stdin, &rx, timeout, || {
+            format!("{name} did not become ready")
+        })
     }
 
     /// Starts a process that logs a JSON line containing `marker` on stderr when ready
@@ -91,8 +81,22 @@ impl Process {
                 }
             }
         });
+        Self::await_ready(child, stdin, &rx, timeout, || {
+            let log = std::fs::read_to_string(log_path).unwrap_or_default();
+            format!("{name} did not start; log:\n{log}")
+        })
+    }
+
+    /// Waits for the ready line from `rx`; on timeout the child is killed (by drop) and the
+    /// error says why, with its exit status.
+    fn await_ready(
+        child: Child,
+        stdin: Option<ChildStdin>,
+        rx: &std::sync::mpsc::Receiver<Value>,
+        timeout: Duration,
+        failure: impl FnOnce() -> String,
+    ) -> anyhow::Result<(Self, Value)> {
         let mut process = Self {
-            name: name.to_string(),
             child,
             _stdin: stdin,
         };
@@ -100,9 +104,9 @@ impl Process {
             Ok(v) => Ok((process, v)),
             Err(_) => {
                 let status = process.child.try_wait().ok().flatten();
-                let log = std::fs::read_to_string(log_path).unwrap_or_default();
                 bail!(
-                    "{name} did not start within {timeout:?} (exit status: {status:?}); log:\n{log}"
+                    "{} (within {timeout:?}; exit status: {status:?})",
+                    failure()
                 )
             }
         }
