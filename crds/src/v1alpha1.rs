@@ -233,10 +233,16 @@ fn default_secret_key() -> String {
     DEFAULT_SECRET_KEY.to_string()
 }
 
-/// The system key in Azure Key Vault, read with Azure workload identity.
+/// The system key in Azure Key Vault. With `CsiDriver` and `Direct` the gateway's own
+/// workload identity (`clientId`, `tenantId`) reads the one secret; with `ExternalSecrets`
+/// the referenced `SecretStore` holds the vault and the identity.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("has(self.vaultName) != has(self.vaultUrl)").message("systemKey.keyVault needs exactly one of vaultName or vaultUrl"))]
+#[x_kube(validation = Rule::new("(has(self.sync) && self.sync == 'ExternalSecrets') || (has(self.vaultName) != has(self.vaultUrl))").message("systemKey.keyVault needs exactly one of vaultName or vaultUrl"))]
+#[x_kube(validation = Rule::new("(has(self.sync) && self.sync == 'ExternalSecrets') || (has(self.clientId) && has(self.tenantId))").message("systemKey.keyVault needs clientId and tenantId (the workload identity that reads the secret) with sync CsiDriver or Direct"))]
+#[x_kube(validation = Rule::new("!has(self.sync) || self.sync != 'ExternalSecrets' || has(self.secretStoreRef)").message("systemKey.keyVault.sync ExternalSecrets needs secretStoreRef: the SecretStore or ClusterSecretStore that reads the vault"))]
+#[x_kube(validation = Rule::new("!has(self.sync) || self.sync != 'ExternalSecrets' || !(has(self.vaultName) || has(self.vaultUrl) || has(self.clientId) || has(self.tenantId))").message("with sync ExternalSecrets the SecretStore names the vault and the identity: remove vaultName, vaultUrl, clientId and tenantId"))]
+#[x_kube(validation = Rule::new("(has(self.sync) && self.sync == 'ExternalSecrets') || !has(self.secretStoreRef)").message("systemKey.keyVault.secretStoreRef is only used with sync ExternalSecrets"))]
 pub struct KeyVaultSource {
     /// Name of the vault (`https://<vaultName>.vault.azure.net`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -246,8 +252,8 @@ pub struct KeyVaultSource {
 
     /// Full vault URL, for sovereign clouds (for example `https://my-vault.vault.azure.cn`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[x_kube(validation = Rule::new("isURL(self) && url(self).getScheme() == 'https'").message("systemKey.keyVault.vaultUrl must be an https URL such as https://my-vault.vault.azure.net"))]
-    #[schemars(length(max = 2048))]
+    #[x_kube(validation = Rule::new("self.matches('^https://[a-zA-Z][-a-zA-Z0-9]{1,22}[a-zA-Z0-9][.][-a-zA-Z0-9.]+/?$')").message("systemKey.keyVault.vaultUrl must be a vault's https URL with no path, such as https://my-vault.vault.azure.net"))]
+    #[schemars(length(max = 256))]
     pub vault_url: Option<String>,
 
     /// Name of the secret. Default `host--systemKey--mcp-095extension`, the name the Functions
@@ -259,18 +265,62 @@ pub struct KeyVaultSource {
 
     /// Client ID of the managed identity or app registration the gateway uses
     /// (Azure workload identity), granted "Key Vault Secrets User" on this one secret.
+    /// Needed with `CsiDriver` and `Direct`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("self.matches('^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$')").message("systemKey.keyVault.clientId must be a GUID (the identity's client ID)"))]
     #[schemars(length(max = 36))]
-    pub client_id: String,
+    pub client_id: Option<String>,
 
-    /// Entra tenant ID of the identity.
+    /// Entra tenant ID of the identity. Needed with `CsiDriver` and `Direct`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("self.matches('^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$')").message("systemKey.keyVault.tenantId must be a GUID (the Entra tenant ID)"))]
     #[schemars(length(max = 36))]
-    pub tenant_id: String,
+    pub tenant_id: Option<String>,
 
     /// How the key gets from Key Vault to the gateway. Default `CsiDriver`.
     #[serde(default)]
     pub sync: KeyVaultSync,
+
+    /// The External Secrets Operator store that reads the vault, for sync `ExternalSecrets`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_store_ref: Option<SecretStoreRef>,
+
+    /// How often the key is re-read from Key Vault, in seconds: the `ExternalSecret`'s
+    /// `refreshInterval`, or the gateway's own period with `Direct`. (The CSI driver's
+    /// rotation period is a driver-wide setting.) A rejected key is re-read at once with
+    /// `Direct`. Default 300.
+    #[serde(default = "default_key_vault_refresh_seconds")]
+    #[x_kube(validation = Rule::new("self >= 30 && self <= 86400").message("systemKey.keyVault.refreshSeconds must be between 30 and 86400"))]
+    pub refresh_seconds: u32,
+}
+
+/// An External Secrets Operator store in the McpGateway's namespace (`SecretStore`) or
+/// cluster-wide (`ClusterSecretStore`), with provider `azurekv`.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretStoreRef {
+    /// Name of the store.
+    #[x_kube(validation = Rule::new("self.matches('^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$') && self.size() <= 253").message("systemKey.keyVault.secretStoreRef.name must be a store name (lowercase letters, digits, '-' and '.')"))]
+    #[schemars(length(max = 253))]
+    pub name: String,
+
+    /// `SecretStore` (default) or `ClusterSecretStore`.
+    #[serde(default)]
+    pub kind: SecretStoreKind,
+}
+
+/// The kind of an External Secrets Operator store.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum SecretStoreKind {
+    #[default]
+    SecretStore,
+    ClusterSecretStore,
+}
+
+pub const DEFAULT_KEY_VAULT_REFRESH_SECONDS: u32 = 300;
+
+fn default_key_vault_refresh_seconds() -> u32 {
+    DEFAULT_KEY_VAULT_REFRESH_SECONDS
 }
 
 fn default_key_vault_secret_name() -> String {
@@ -431,4 +481,27 @@ pub struct McpGatewayStatus {
     /// Gateway pods that are ready.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ready_replicas: Option<i32>,
+
+    /// Where the system key comes from and when the gateway last saw it change. Never the
+    /// key, nor anything derived from it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system_key: Option<SystemKeyStatus>,
+}
+
+/// The system key's provenance, as the operator and the gateway pods see it.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SystemKeyStatus {
+    /// For example `Secret apps/fn-keys (key mcp_extension)` or
+    /// `Key Vault my-vault, secret host--systemKey--mcp-095extension (Direct)`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+
+    /// When a gateway pod last loaded a new key value (the newest over all pods).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_changed: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
+
+    /// The Key Vault secret version in use (`Direct` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
 }

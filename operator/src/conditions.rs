@@ -3,9 +3,12 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
+use crate::key_report::KeyReport;
+
 pub const READY: &str = "Ready";
 pub const CONFIG_VALID: &str = "ConfigValid";
 pub const KEY_AVAILABLE: &str = "KeyAvailable";
+pub const KEY_ACCEPTED: &str = "KeyAccepted";
 
 /// What the reconcile found out about the system key's Secret.
 #[derive(Clone, Debug, PartialEq)]
@@ -27,6 +30,21 @@ pub enum KeyState {
         secret: String,
         key: String,
     },
+    /// The `ExternalSecret` has not written its Secret yet.
+    ExternalSecretPending {
+        secret: String,
+        external_secret: String,
+    },
+    /// The gateway needs a kind whose CRD is not installed.
+    SyncNotInstalled {
+        kind: String,
+        install: String,
+    },
+    /// Only the gateway pods can see the key (a CSI volume, or Key Vault read directly):
+    /// the pods' reports decide.
+    InPod {
+        source: String,
+    },
 }
 
 /// What the reconcile observed.
@@ -39,11 +57,27 @@ pub struct Observed {
     pub replicas: Option<(i32, i32)>,
     /// Why the rendered objects could not be applied, if they could not.
     pub apply_error: Option<String>,
+    /// What the gateway pods reported about the key (`None`: not asked).
+    pub report: Option<KeyReport>,
+}
+
+/// A condition's status: `True`, `False`, or `Unknown` while nothing can tell.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Status {
+    True,
+    False,
+    Unknown,
+}
+
+impl From<bool> for Status {
+    fn from(ok: bool) -> Self {
+        if ok { Status::True } else { Status::False }
+    }
 }
 
 fn condition(
     type_: &str,
-    ok: bool,
+    status: impl Into<Status>,
     reason: &str,
     message: String,
     generation: Option<i64>,
@@ -51,7 +85,7 @@ fn condition(
 ) -> Condition {
     Condition {
         type_: type_.into(),
-        status: if ok { "True" } else { "False" }.into(),
+        status: format!("{:?}", status.into()),
         reason: reason.into(),
         message,
         observed_generation: generation,
@@ -83,45 +117,27 @@ pub fn compute(
             &now,
         ),
     };
-    let (key_ok, key_reason, key_message) = match &observed.key {
-        KeyState::Unchecked => (
-            false,
-            "NotChecked",
-            "the spec is invalid, so the key was not looked up".to_string(),
-        ),
-        KeyState::Available { secret, key } => (
-            true,
-            "SecretFound",
-            format!("Secret {secret} has key {key}"),
-        ),
-        KeyState::SecretNotFound { secret } => (
-            false,
-            "SecretNotFound",
-            format!(
-                "Secret {secret} does not exist: create it (or let the CSI driver / External Secrets sync it) or fix systemKey.secretRef.name"
-            ),
-        ),
-        KeyState::KeyNotFound { secret, key } => (
-            false,
-            "KeyNotFound",
-            format!("Secret {secret} has no key {key}: add it or fix systemKey.secretRef.key"),
-        ),
-        KeyState::KeyEmpty { secret, key } => (
-            false,
-            "KeyEmpty",
-            format!(
-                "key {key} of Secret {secret} is empty: put the mcp_extension system key in it"
-            ),
-        ),
-    };
+    let (key_status, key_reason, key_message) = key_available(&observed.key, &observed.report);
     let key = condition(
         KEY_AVAILABLE,
-        key_ok,
+        key_status,
         key_reason,
         key_message,
         generation,
         &now,
     );
+    let (accepted_status, accepted_reason, accepted_message) = key_accepted(&observed.report);
+    let accepted = condition(
+        KEY_ACCEPTED,
+        accepted_status,
+        accepted_reason,
+        accepted_message,
+        generation,
+        &now,
+    );
+    // `Unknown` does not hold a gateway back: pods that read the key themselves are not
+    // ready without one, so the replica count already says it.
+    let key_ok = key_status != Status::False;
     let ready = match (&observed.config, key_ok, observed.replicas) {
         (Ok(()), _, _) if observed.apply_error.is_some() => (
             false,
@@ -137,6 +153,11 @@ pub fn compute(
             false,
             "KeyUnavailable",
             "the system key is not available; see KeyAvailable".to_string(),
+        ),
+        (Ok(()), true, _) if accepted_status == Status::False => (
+            false,
+            "UpstreamRejectedKey",
+            "the Function App rejects the system key; see KeyAccepted".to_string(),
         ),
         (Ok(()), true, None) => (
             false,
@@ -156,7 +177,7 @@ pub fn compute(
         ),
     };
     let ready = condition(READY, ready.0, ready.1, ready.2, generation, &now);
-    [ready, config, key]
+    [ready, config, key, accepted]
         .into_iter()
         .map(|mut c| {
             if let Some(old) = previous
@@ -168,6 +189,119 @@ pub fn compute(
             c
         })
         .collect()
+}
+
+fn key_available(key: &KeyState, report: &Option<KeyReport>) -> (Status, &'static str, String) {
+    match key {
+        KeyState::Unchecked => (
+            Status::False,
+            "NotChecked",
+            "the spec is invalid, so the key was not looked up".to_string(),
+        ),
+        KeyState::Available { secret, key } => (
+            Status::True,
+            "SecretFound",
+            format!("Secret {secret} has key {key}"),
+        ),
+        KeyState::SecretNotFound { secret } => (
+            Status::False,
+            "SecretNotFound",
+            format!(
+                "Secret {secret} does not exist: create it (or let the CSI driver / External Secrets sync it) or fix systemKey.secretRef.name"
+            ),
+        ),
+        KeyState::KeyNotFound { secret, key } => (
+            Status::False,
+            "KeyNotFound",
+            format!("Secret {secret} has no key {key}: add it or fix systemKey.secretRef.key"),
+        ),
+        KeyState::KeyEmpty { secret, key } => (
+            Status::False,
+            "KeyEmpty",
+            format!(
+                "key {key} of Secret {secret} is empty: put the mcp_extension system key in it"
+            ),
+        ),
+        KeyState::ExternalSecretPending {
+            secret,
+            external_secret,
+        } => (
+            Status::False,
+            "ExternalSecretPending",
+            format!(
+                "External Secrets has not written Secret {secret} yet: see the status of ExternalSecret {external_secret} and its store"
+            ),
+        ),
+        KeyState::SyncNotInstalled { kind, install } => (
+            Status::False,
+            "CrdNotInstalled",
+            format!("the cluster has no {kind} API: {install}"),
+        ),
+        KeyState::InPod { source } => match report {
+            Some(r) if r.loaded > 0 && r.source_errors > 0 => (
+                Status::True,
+                "LastKeyKept",
+                format!(
+                    "{}/{} gateway pods keep their last key from {source}, which is failing: {}",
+                    r.loaded,
+                    r.pods,
+                    r.source_error.as_deref().unwrap_or_default()
+                ),
+            ),
+            Some(r) if r.loaded > 0 => (
+                Status::True,
+                "LoadedByGateway",
+                format!(
+                    "{}/{} gateway pods have the key from {source}",
+                    r.loaded, r.pods
+                ),
+            ),
+            Some(r) if r.pods > 0 => (
+                Status::False,
+                "SourceFailed",
+                format!(
+                    "no gateway pod could load the key from {source}: {}",
+                    r.source_error.as_deref().unwrap_or("no error reported yet")
+                ),
+            ),
+            _ => (
+                Status::Unknown,
+                "WaitingForGateway",
+                format!("the gateway pods read the key from {source}; none has reported yet"),
+            ),
+        },
+    }
+}
+
+fn key_accepted(report: &Option<KeyReport>) -> (Status, &'static str, String) {
+    match report {
+        Some(r) if r.rejected > 0 => (
+            Status::False,
+            "UpstreamRejectedKey",
+            format!(
+                "the Function App rejected the system key at {}/{} gateway pods, also after re-reading it: put the app's current mcp_extension system key in the source",
+                r.rejected, r.pods
+            ),
+        ),
+        Some(r) if r.accepted > 0 => (
+            Status::True,
+            "UpstreamAcceptedKey",
+            format!(
+                "the Function App accepted the system key at {}/{} gateway pods",
+                r.accepted, r.pods
+            ),
+        ),
+        Some(r) if r.pods > 0 => (
+            Status::Unknown,
+            "NoUpstreamRequestYet",
+            "no request has reached the Function App yet".to_string(),
+        ),
+        _ => (
+            Status::Unknown,
+            "NotReported",
+            "no gateway pod has reported yet".to_string(),
+        ),
+    }
 }
 
 /// The condition of `type_` in a list.
@@ -198,6 +332,7 @@ mod tests {
             key: available(),
             replicas: Some((2, 2)),
             apply_error: None,
+            report: None,
         };
         let c = compute(&ok, Some(4), &[], at(100));
         assert_eq!(find(&c, READY).unwrap().status, "True");
@@ -235,6 +370,7 @@ mod tests {
             key: KeyState::Unchecked,
             replicas: None,
             apply_error: None,
+            report: None,
         };
         let c = compute(&invalid, None, &[], at(1));
         assert_eq!(find(&c, CONFIG_VALID).unwrap().status, "False");
@@ -249,6 +385,7 @@ mod tests {
             key: available(),
             replicas: None,
             apply_error: Some("applying Service apps/weather-gateway: range is full".into()),
+            report: None,
         };
         let c = compute(&failed, None, &[], at(1));
         let ready = find(&c, READY).unwrap();
@@ -259,6 +396,132 @@ mod tests {
         assert!(ready.message.contains("range is full"));
     }
 
+    fn report(pods: usize, loaded: usize, accepted: usize, rejected: usize) -> Option<KeyReport> {
+        Some(KeyReport {
+            pods,
+            loaded,
+            accepted,
+            rejected,
+            ..Default::default()
+        })
+    }
+
+    #[test]
+    fn a_rejected_key_is_key_accepted_false_and_not_ready() {
+        let ok = Observed {
+            config: Ok(()),
+            key: available(),
+            replicas: Some((2, 2)),
+            apply_error: None,
+            report: report(2, 2, 1, 1),
+        };
+        let c = compute(&ok, None, &[], at(1));
+        let accepted = find(&c, KEY_ACCEPTED).unwrap();
+        assert_eq!(
+            (accepted.status.as_str(), accepted.reason.as_str()),
+            ("False", "UpstreamRejectedKey")
+        );
+        assert!(accepted.message.contains("1/2"));
+        assert_eq!(find(&c, READY).unwrap().reason, "UpstreamRejectedKey");
+
+        let accepted_everywhere = Observed {
+            report: report(2, 2, 2, 0),
+            ..ok.clone()
+        };
+        let c = compute(&accepted_everywhere, None, &[], at(1));
+        assert_eq!(find(&c, KEY_ACCEPTED).unwrap().status, "True");
+        assert_eq!(find(&c, READY).unwrap().status, "True");
+
+        for (r, reason) in [
+            (None, "NotReported"),
+            (report(1, 1, 0, 0), "NoUpstreamRequestYet"),
+        ] {
+            let c = compute(
+                &Observed {
+                    report: r,
+                    ..ok.clone()
+                },
+                None,
+                &[],
+                at(1),
+            );
+            let accepted = find(&c, KEY_ACCEPTED).unwrap();
+            assert_eq!(
+                (accepted.status.as_str(), accepted.reason.as_str()),
+                ("Unknown", reason)
+            );
+            assert_eq!(find(&c, READY).unwrap().status, "True");
+        }
+    }
+
+    #[test]
+    fn pods_decide_key_available_when_they_read_the_key_themselves() {
+        let base = Observed {
+            config: Ok(()),
+            key: KeyState::InPod {
+                source: "Key Vault kv1".into(),
+            },
+            replicas: Some((1, 0)),
+            apply_error: None,
+            report: None,
+        };
+        let status = |o: &Observed| {
+            let c = compute(o, None, &[], at(1));
+            let k = find(&c, KEY_AVAILABLE).unwrap().clone();
+            (
+                k.status,
+                k.reason,
+                k.message,
+                find(&c, READY).unwrap().reason.clone(),
+            )
+        };
+        let (s, reason, _, ready) = status(&base);
+        assert_eq!(
+            (s.as_str(), reason.as_str()),
+            ("Unknown", "WaitingForGateway")
+        );
+        assert_eq!(ready, "ReplicasNotReady", "Unknown does not block Ready");
+
+        let failing = Observed {
+            report: Some(KeyReport {
+                pods: 1,
+                source_error: Some("Key Vault answered 403".into()),
+                source_errors: 1,
+                ..Default::default()
+            }),
+            ..base.clone()
+        };
+        let (s, reason, message, ready) = status(&failing);
+        assert_eq!((s.as_str(), reason.as_str()), ("False", "SourceFailed"));
+        assert!(message.contains("403"));
+        assert_eq!(ready, "KeyUnavailable");
+
+        let kept = Observed {
+            report: Some(KeyReport {
+                pods: 1,
+                loaded: 1,
+                source_error: Some("Key Vault unreachable".into()),
+                source_errors: 1,
+                ..Default::default()
+            }),
+            ..base.clone()
+        };
+        let (s, reason, message, _) = status(&kept);
+        assert_eq!((s.as_str(), reason.as_str()), ("True", "LastKeyKept"));
+        assert!(message.contains("unreachable"));
+
+        let missing_crd = Observed {
+            key: KeyState::SyncNotInstalled {
+                kind: "SecretProviderClass".into(),
+                install: "install the Secrets Store CSI driver".into(),
+            },
+            ..base
+        };
+        let (s, reason, message, _) = status(&missing_crd);
+        assert_eq!((s.as_str(), reason.as_str()), ("False", "CrdNotInstalled"));
+        assert!(message.contains("install the Secrets Store CSI driver"));
+    }
+
     #[test]
     fn transition_time_changes_only_with_status() {
         let ok = Observed {
@@ -266,6 +529,7 @@ mod tests {
             key: available(),
             replicas: Some((1, 1)),
             apply_error: None,
+            report: None,
         };
         let first = compute(&ok, None, &[], at(100));
         let again = compute(&ok, None, &first, at(200));
@@ -294,6 +558,7 @@ mod tests {
                 },
                 replicas: None,
                 apply_error: None,
+                report: None,
             },
             None,
             &[],

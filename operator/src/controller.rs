@@ -6,31 +6,36 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServiceAccount};
 use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
-use mcp_gateway_crds::v1alpha1::{McpGateway, McpGatewayStatus};
+use mcp_gateway_crds::v1alpha1::{KeyVaultSync, McpGateway, McpGatewayStatus, SystemKeyStatus};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::MANAGER;
-use crate::build::{self, Defaults};
+use crate::build::{self, Defaults, Objects, ThirdPartyKind};
 use crate::conditions::{self, KeyState, Observed};
+use crate::key_report::{self, KeyReport};
 use crate::metrics::{Metrics, Outcome, Reason};
-use crate::validate::{self, Plan};
+use crate::pods;
+use crate::validate::{self, KeySource, Plan};
 
 /// Reconciles run at once.
 const RECONCILE_CONCURRENCY: u16 = 16;
 
 /// How often a settled gateway is looked at again, to catch drift nobody told us about.
 const RESYNC: Duration = Duration::from_secs(300);
+
+/// How often a gateway with pods, or one waiting for a CRD, is looked at again.
+pub const DEFAULT_KEY_STATUS_INTERVAL: Duration = Duration::from_secs(30);
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -42,6 +47,8 @@ pub enum Error {
     Apply(String, #[source] kube::Error),
     #[error("writing the status: {0}")]
     Status(#[source] kube::Error),
+    #[error("asking the API server whether {0} is installed: {1}")]
+    Discovery(String, #[source] kube::Error),
     #[error("the McpGateway has no namespace")]
     NoNamespace,
 }
@@ -52,7 +59,8 @@ impl Error {
         match self {
             Error::Apply(what, kube::Error::Api(status))
             | Error::ReadSecret(what, kube::Error::Api(status))
-            | Error::CreateSessionSecret(what, kube::Error::Api(status)) => {
+            | Error::CreateSessionSecret(what, kube::Error::Api(status))
+            | Error::Discovery(what, kube::Error::Api(status)) => {
                 format!("{} {what}: {}", self.action(), status.message)
             }
             other => other.to_string(),
@@ -65,6 +73,7 @@ impl Error {
             Error::CreateSessionSecret(..) => "creating the session-keys Secret",
             Error::Apply(..) => "applying",
             Error::Status(..) => "writing the status",
+            Error::Discovery(..) => "asking whether the API has",
             Error::NoNamespace => "reading the McpGateway",
         }
     }
@@ -76,6 +85,7 @@ impl Error {
             Error::CreateSessionSecret(..) => "create_session_secret",
             Error::Apply(..) => "apply",
             Error::Status(..) => "status",
+            Error::Discovery(..) => "discovery",
             Error::NoNamespace => "no_namespace",
         }
     }
@@ -86,6 +96,10 @@ pub struct Context {
     pub defaults: Defaults,
     pub metrics: Arc<Metrics>,
     pub recorder: Recorder,
+    /// Asks gateway pods for their key status.
+    pub http: reqwest::Client,
+    /// How often a running gateway's pods are asked about the key.
+    pub key_status_interval: Duration,
 }
 
 impl Context {
@@ -107,6 +121,8 @@ impl Context {
             defaults,
             metrics,
             recorder,
+            http: reqwest::Client::new(),
+            key_status_interval: DEFAULT_KEY_STATUS_INTERVAL,
         }
     }
 }
@@ -128,7 +144,8 @@ pub async fn run(ctx: Arc<Context>) {
         .owns(Api::<ConfigMap>::all(client.clone()), owned.clone())
         .owns(Api::<Deployment>::all(client.clone()), owned.clone())
         .owns(Api::<Service>::all(client.clone()), owned.clone())
-        .owns(Api::<Ingress>::all(client.clone()), owned)
+        .owns(Api::<Ingress>::all(client.clone()), owned.clone())
+        .owns(Api::<ServiceAccount>::all(client.clone()), owned)
         // Creating or fixing a Secret re-reconciles the gateways that name it.
         .watches(
             Api::<Secret>::all(client),
@@ -141,12 +158,7 @@ pub async fn run(ctx: Arc<Context>) {
                     .into_iter()
                     .filter(|gw| {
                         gw.namespace() == namespace
-                            && gw
-                                .spec
-                                .system_key
-                                .secret_ref
-                                .as_ref()
-                                .is_some_and(|r| r.name == name)
+                            && key_secret_name(gw).as_deref() == Some(name.as_str())
                     })
                     .map(|gw| ObjectRef::from_obj(gw.as_ref()))
                     .collect::<Vec<_>>()
@@ -160,6 +172,19 @@ pub async fn run(ctx: Arc<Context>) {
             }
         })
         .await;
+}
+
+/// The Secret a gateway mounts its key from: the user's, or the one its `ExternalSecret`
+/// writes.
+fn key_secret_name(gateway: &McpGateway) -> Option<String> {
+    let key = &gateway.spec.system_key;
+    match (&key.secret_ref, &key.key_vault) {
+        (Some(r), _) => Some(r.name.clone()),
+        (None, Some(kv)) if kv.sync == KeyVaultSync::ExternalSecrets => {
+            Some(validate::external_secret_target(&gateway.name_any()))
+        }
+        _ => None,
+    }
 }
 
 fn error_policy(gateway: Arc<McpGateway>, error: &Error, ctx: Arc<Context>) -> Action {
@@ -197,35 +222,65 @@ async fn reconcile_inner(gateway: &McpGateway, ctx: &Context) -> Result<Action, 
 
     let plan = validate::validate(gateway);
     let mut failure = None;
-    let (observed, url) = match &plan {
+    let mut requeue = RESYNC;
+    let (observed, url, key_status) = match &plan {
         Err(message) => (
             Observed {
                 config: Err(message.clone()),
                 key: KeyState::Unchecked,
                 replicas: None,
                 apply_error: None,
+                report: None,
             },
+            None,
             None,
         ),
         Ok(plan) => {
-            let key = check_key(&ctx.client, &namespace, plan).await?;
-            let replicas = match apply_all(ctx, &namespace, gateway, plan).await {
-                Ok(deployment) => {
-                    let ready = deployment.status.as_ref().and_then(|s| s.ready_replicas);
-                    Some((gateway.spec.replicas, ready.unwrap_or(0)))
-                }
+            let objects = build::build(gateway, plan, &ctx.defaults);
+            let missing = match &objects.key_sync {
+                Some((kind, _)) if !served(&ctx.client, kind).await? => Some(kind.clone()),
+                _ => None,
+            };
+            let key = match &missing {
+                Some(kind) => KeyState::SyncNotInstalled {
+                    kind: kind.kind.into(),
+                    install: kind.install.into(),
+                },
+                None => check_key(&ctx.client, &namespace, gateway, plan).await?,
+            };
+            let replicas =
+                match apply_all(ctx, &namespace, gateway, &objects, missing.is_none()).await {
+                    Ok(deployment) => {
+                        let ready = deployment.status.as_ref().and_then(|s| s.ready_replicas);
+                        Some((gateway.spec.replicas, ready.unwrap_or(0)))
+                    }
+                    Err(error) => {
+                        failure = Some(error);
+                        None
+                    }
+                };
+            let report = match pods::key_reports(&ctx.client, &ctx.http, &namespace, gateway).await
+            {
+                Ok(reports) => Some(key_report::aggregate(&reports)),
                 Err(error) => {
-                    failure = Some(error);
+                    tracing::warn!(%error, "cannot list the gateway's pods");
                     None
                 }
             };
+            // Pods report a key's fate only while they run; a missing CRD may be installed
+            // any time. Both are looked at again soon; everything else waits for a watch.
+            if missing.is_some() || report.as_ref().is_some_and(|r| r.pods > 0) {
+                requeue = ctx.key_status_interval;
+            }
+            let key_status = key_status(&namespace, plan, report.as_ref());
             let observed = Observed {
                 config: Ok(()),
                 key,
                 replicas,
                 apply_error: failure.as_ref().map(Error::user_message),
+                report,
             };
-            (observed, Some(plan.url.clone()))
+            (observed, Some(plan.url.clone()), Some(key_status))
         }
     };
 
@@ -236,6 +291,7 @@ async fn reconcile_inner(gateway: &McpGateway, ctx: &Context) -> Result<Action, 
         ready_replicas: observed.replicas.map(|(_, ready)| ready),
         url,
         conditions: conditions.clone(),
+        system_key: key_status,
     };
     let api: Api<McpGateway> = Api::namespaced(ctx.client.clone(), &namespace);
     let patch = serde_json::json!({
@@ -254,19 +310,43 @@ async fn reconcile_inner(gateway: &McpGateway, ctx: &Context) -> Result<Action, 
     // The status already tells the user; the error makes the controller retry with backoff.
     match failure {
         Some(error) => Err(error),
-        None => Ok(Action::requeue(RESYNC)),
+        None => Ok(Action::requeue(requeue)),
     }
 }
 
-/// Renders and applies every object of a gateway; returns the Deployment as stored.
+/// The status's account of the key: where it comes from (no value, no hash) and what the
+/// pods last loaded.
+fn key_status(namespace: &str, plan: &Plan, report: Option<&KeyReport>) -> SystemKeyStatus {
+    SystemKeyStatus {
+        source: Some(plan.key.describe(namespace)),
+        last_changed: report.and_then(|r| r.last_changed.clone()),
+        version: report.and_then(|r| r.version.clone()),
+    }
+}
+
+/// Whether the API server serves a kind (its CRD is installed and established).
+async fn served(client: &Client, kind: &ThirdPartyKind) -> Result<bool, Error> {
+    match client.list_api_group_resources(&kind.api_version()).await {
+        Ok(list) => Ok(list.resources.iter().any(|r| r.name == kind.plural)),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(false),
+        Err(e) => Err(Error::Discovery(kind.kind.into(), e)),
+    }
+}
+
+/// Applies every object of a gateway (the key-sync object only when its CRD is served);
+/// returns the Deployment as stored.
 async fn apply_all(
     ctx: &Context,
     namespace: &str,
     gateway: &McpGateway,
-    plan: &Plan,
+    objects: &Objects,
+    sync_served: bool,
 ) -> Result<Deployment, Error> {
     ensure_session_secret(&ctx.client, namespace, gateway).await?;
-    let objects = build::build(gateway, plan, &ctx.defaults);
+    apply(&ctx.client, namespace, &objects.service_account).await?;
+    if let (Some((kind, object)), true) = (&objects.key_sync, sync_served) {
+        apply_dynamic(&ctx.client, namespace, kind, object).await?;
+    }
     apply(&ctx.client, namespace, &objects.config_map).await?;
     apply(&ctx.client, namespace, &objects.service).await?;
     apply(&ctx.client, namespace, &objects.ingress).await?;
@@ -274,17 +354,42 @@ async fn apply_all(
 }
 
 /// Looks the key up without ever reading its value into a message: only whether it exists.
-async fn check_key(client: &Client, namespace: &str, plan: &Plan) -> Result<KeyState, Error> {
-    let secret_id = format!("{namespace}/{}", plan.key_secret);
+/// Keys that only the pods can see (CSI volume, Key Vault read directly) are theirs to report.
+async fn check_key(
+    client: &Client,
+    namespace: &str,
+    gateway: &McpGateway,
+    plan: &Plan,
+) -> Result<KeyState, Error> {
+    let (name, key, external) = match &plan.key {
+        KeySource::Secret {
+            name,
+            key,
+            external,
+        } => (name, key, external.is_some()),
+        other => {
+            return Ok(KeyState::InPod {
+                source: other.describe(namespace),
+            });
+        }
+    };
+    let secret_id = format!("{namespace}/{name}");
     let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
     let secret = secrets
-        .get_opt(&plan.key_secret)
+        .get_opt(name)
         .await
         .map_err(|e| Error::ReadSecret(secret_id.clone(), e))?;
     let Some(secret) = secret else {
-        return Ok(KeyState::SecretNotFound { secret: secret_id });
+        return Ok(if external {
+            KeyState::ExternalSecretPending {
+                secret: secret_id,
+                external_secret: format!("{namespace}/{}", build::object_name(gateway)),
+            }
+        } else {
+            KeyState::SecretNotFound { secret: secret_id }
+        });
     };
-    let key = plan.key_name.clone();
+    let key = key.clone();
     let value = secret
         .data
         .as_ref()
@@ -332,6 +437,24 @@ async fn ensure_session_secret(
         Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
         Err(e) => Err(Error::CreateSessionSecret(name, e)),
     }
+}
+
+async fn apply_dynamic(
+    client: &Client,
+    namespace: &str,
+    kind: &ThirdPartyKind,
+    object: &DynamicObject,
+) -> Result<DynamicObject, Error> {
+    let api: Api<DynamicObject> =
+        Api::namespaced_with(client.clone(), namespace, &kind.api_resource());
+    let name = object.metadata.name.clone().unwrap_or_default();
+    api.patch(
+        &name,
+        &PatchParams::apply(MANAGER).force(),
+        &Patch::Apply(object),
+    )
+    .await
+    .map_err(|e| Error::Apply(format!("{} {namespace}/{name}", kind.kind), e))
 }
 
 async fn apply<K>(client: &Client, namespace: &str, object: &K) -> Result<K, Error>

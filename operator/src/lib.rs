@@ -6,7 +6,9 @@
 pub mod build;
 pub mod conditions;
 pub mod controller;
+pub mod key_report;
 pub mod metrics;
+pub mod pods;
 pub mod validate;
 
 /// The field manager for every object the operator writes.

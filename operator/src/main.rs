@@ -35,6 +35,10 @@ struct Args {
     /// This replica's identity in the Lease and in Events.
     #[arg(long, env = "POD_NAME")]
     pod_name: Option<String>,
+    /// How often each running gateway's pods are asked how the system key is doing
+    /// (`KeyAccepted`, `status.systemKey`).
+    #[arg(long, env = "MCP_GATEWAY_KEY_STATUS_INTERVAL_SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    key_status_interval_seconds: u64,
 }
 
 #[tokio::main]
@@ -89,12 +93,9 @@ async fn main() -> anyhow::Result<()> {
     let defaults = Defaults {
         sidecar_image: args.sidecar_image,
     };
-    let ctx = Arc::new(Context::new(
-        client.clone(),
-        defaults,
-        metrics,
-        args.pod_name.clone(),
-    ));
+    let mut ctx = Context::new(client.clone(), defaults, metrics, args.pod_name.clone());
+    ctx.key_status_interval = std::time::Duration::from_secs(args.key_status_interval_seconds);
+    let ctx = Arc::new(ctx);
 
     if !args.leader_election {
         ready.store(true, Ordering::Relaxed);

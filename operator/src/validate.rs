@@ -2,9 +2,12 @@
 //! render, and where the key comes from. Every user mistake becomes one message that says
 //! what to fix (shown in the `ConfigValid` condition and an Event). Pure: no API calls.
 
-use mcp_gateway_crds::v1alpha1::{AuthMode, McpGateway};
+use mcp_gateway_crds::v1alpha1::{
+    AuthMode, KeyVaultSource, KeyVaultSync, McpGateway, SecretStoreRef, SystemKey,
+};
 use mcp_gateway_sidecar::config::{
-    AuthConfig, Config, Limits, OidcConfig, SessionConfig, SystemKeyConfig, UpstreamConfig,
+    AuthConfig, Config, KeyVaultConfig, Limits, OidcConfig, SessionConfig, SystemKeyConfig,
+    UpstreamConfig,
 };
 
 /// Where things are mounted in the sidecar container.
@@ -25,11 +28,239 @@ pub const MAX_NAME_LEN: usize = 55;
 pub struct Plan {
     /// The sidecar's configuration, exactly as it will be serialized into the ConfigMap.
     pub sidecar: Config,
-    /// The Secret (in the gateway's namespace) and the key in it that hold the system key.
-    pub key_secret: String,
-    pub key_name: String,
+    /// How the system key reaches the sidecar.
+    pub key: KeySource,
     /// The public MCP URL.
     pub url: String,
+}
+
+/// How the system key reaches the sidecar, with everything the operator renders for it.
+#[derive(Clone, Debug, PartialEq)]
+pub enum KeySource {
+    /// A Secret in the gateway's namespace, mounted as a volume: the user's own
+    /// (`secretRef`) or the one an `ExternalSecret` the operator renders produces.
+    Secret {
+        name: String,
+        key: String,
+        /// Set when the operator renders an `ExternalSecret` that writes this Secret.
+        external: Option<ExternalSecretPlan>,
+    },
+    /// A `SecretProviderClass` the operator renders, mounted as a CSI volume.
+    CsiDriver(CsiPlan),
+    /// The sidecar reads Key Vault itself (its config carries the details).
+    Direct {
+        vault: String,
+        secret_name: String,
+        client_id: String,
+        tenant_id: String,
+    },
+}
+
+/// What the `ExternalSecret` says.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ExternalSecretPlan {
+    pub store: SecretStoreRef,
+    pub remote_key: String,
+    pub refresh_seconds: u32,
+}
+
+/// What the `SecretProviderClass` says (Azure provider, workload identity).
+#[derive(Clone, Debug, PartialEq)]
+pub struct CsiPlan {
+    pub vault_name: String,
+    /// The Azure provider's `cloudName` for sovereign clouds; `None` for the public cloud.
+    pub cloud_name: Option<&'static str>,
+    pub secret_name: String,
+    pub client_id: String,
+    pub tenant_id: String,
+}
+
+impl KeySource {
+    /// The workload identity's client ID, when the gateway pod itself reads Key Vault (or
+    /// the CSI driver reads it on the pod's behalf): the service account is annotated with
+    /// it and the pod labelled for the Azure workload identity webhook.
+    pub fn workload_identity(&self) -> Option<&str> {
+        match self {
+            KeySource::CsiDriver(csi) => Some(&csi.client_id),
+            KeySource::Direct { client_id, .. } => Some(client_id),
+            KeySource::Secret { .. } => None,
+        }
+    }
+
+    /// The workload identity's tenant, alongside [`Self::workload_identity`].
+    pub fn tenant_id(&self) -> Option<&str> {
+        match self {
+            KeySource::CsiDriver(csi) => Some(&csi.tenant_id),
+            KeySource::Direct { tenant_id, .. } => Some(tenant_id),
+            KeySource::Secret { .. } => None,
+        }
+    }
+
+    /// Where the key comes from, in words, for the status (no value, no hash).
+    pub fn describe(&self, namespace: &str) -> String {
+        match self {
+            KeySource::Secret {
+                name,
+                key,
+                external: None,
+            } => format!("Secret {namespace}/{name} (key {key})"),
+            KeySource::Secret {
+                name,
+                external: Some(es),
+                ..
+            } => format!(
+                "Key Vault secret {} via External Secrets ({:?} {}) into Secret {namespace}/{name}",
+                es.remote_key, es.store.kind, es.store.name
+            ),
+            KeySource::CsiDriver(csi) => format!(
+                "Key Vault {}, secret {} (Secrets Store CSI driver)",
+                csi.vault_name, csi.secret_name
+            ),
+            KeySource::Direct {
+                vault, secret_name, ..
+            } => format!("Key Vault {vault}, secret {secret_name} (read directly)"),
+        }
+    }
+}
+
+/// The Secret an `ExternalSecret` writes for a gateway, and the key in it.
+pub fn external_secret_target(gateway_name: &str) -> String {
+    format!("{gateway_name}-gateway-key")
+}
+pub const EXTERNAL_SECRET_KEY: &str = "key";
+/// The file name the CSI driver writes the secret to (the object's alias).
+pub const CSI_OBJECT_ALIAS: &str = "key";
+
+/// Public clouds and their Key Vault DNS suffixes, as the CSI driver's Azure provider
+/// names them.
+const VAULT_CLOUDS: [(&str, Option<&str>); 3] = [
+    ("vault.azure.net", None),
+    ("vault.azure.cn", Some("AzureChinaCloud")),
+    ("vault.usgovcloudapi.net", Some("AzureUSGovernmentCloud")),
+];
+
+/// The vault's URL and, for the CSI driver, its name and cloud.
+fn vault_location(kv: &KeyVaultSource) -> Result<(url::Url, String, Option<&'static str>), String> {
+    match (&kv.vault_name, &kv.vault_url) {
+        (Some(name), _) => {
+            let url = format!("https://{name}.vault.azure.net")
+                .parse()
+                .map_err(|_| {
+                    "systemKey.keyVault.vaultName is not a valid vault name".to_string()
+                })?;
+            Ok((url, name.clone(), None))
+        }
+        (None, Some(raw)) => {
+            let url: url::Url = raw
+                .parse()
+                .map_err(|_| "systemKey.keyVault.vaultUrl is not a valid URL".to_string())?;
+            let host = url.host_str().unwrap_or_default().to_ascii_lowercase();
+            let (name, suffix) = host.split_once('.').unwrap_or((&host, ""));
+            let cloud = VAULT_CLOUDS
+                .iter()
+                .find(|(s, _)| *s == suffix)
+                .map(|(_, cloud)| *cloud);
+            match cloud {
+                Some(cloud) => Ok((url.clone(), name.to_string(), cloud)),
+                None if kv.sync == KeyVaultSync::Direct => {
+                    Ok((url.clone(), name.to_string(), None))
+                }
+                None => Err(format!(
+                    "systemKey.keyVault.vaultUrl host {host} is not in a cloud the CSI driver knows ({}); use sync Direct",
+                    VAULT_CLOUDS.map(|(s, _)| s).join(", ")
+                )),
+            }
+        }
+        (None, None) => Err("systemKey.keyVault needs vaultName or vaultUrl".into()),
+    }
+}
+
+/// Turns `spec.systemKey` into a key source and the sidecar's key config.
+fn key_source(gateway_name: &str, key: &SystemKey) -> Result<(KeySource, SystemKeyConfig), String> {
+    let file = |name: &str| Some(format!("{KEY_DIR}/{name}").into());
+    let config = |file, key_vault| SystemKeyConfig {
+        file,
+        key_vault,
+        header: key.header.clone(),
+    };
+    match (&key.secret_ref, &key.key_vault) {
+        (Some(secret), None) => Ok((
+            KeySource::Secret {
+                name: secret.name.clone(),
+                key: secret.key.clone(),
+                external: None,
+            },
+            config(file(KEY_FILE_NAME), None),
+        )),
+        (None, Some(kv)) => {
+            let identity = || -> Result<(String, String), String> {
+                match (&kv.client_id, &kv.tenant_id) {
+                    (Some(c), Some(t)) => Ok((c.clone(), t.clone())),
+                    _ => Err("systemKey.keyVault needs clientId and tenantId with sync CsiDriver or Direct".into()),
+                }
+            };
+            match kv.sync {
+                KeyVaultSync::ExternalSecrets => {
+                    let store = kv.secret_store_ref.clone().ok_or_else(|| {
+                        "systemKey.keyVault.sync ExternalSecrets needs secretStoreRef".to_string()
+                    })?;
+                    Ok((
+                        KeySource::Secret {
+                            name: external_secret_target(gateway_name),
+                            key: EXTERNAL_SECRET_KEY.into(),
+                            external: Some(ExternalSecretPlan {
+                                store,
+                                remote_key: kv.secret_name.clone(),
+                                refresh_seconds: kv.refresh_seconds,
+                            }),
+                        },
+                        config(file(KEY_FILE_NAME), None),
+                    ))
+                }
+                KeyVaultSync::CsiDriver => {
+                    let (client_id, tenant_id) = identity()?;
+                    let (_, vault_name, cloud_name) = vault_location(kv)?;
+                    Ok((
+                        KeySource::CsiDriver(CsiPlan {
+                            vault_name,
+                            cloud_name,
+                            secret_name: kv.secret_name.clone(),
+                            client_id,
+                            tenant_id,
+                        }),
+                        config(file(CSI_OBJECT_ALIAS), None),
+                    ))
+                }
+                KeyVaultSync::Direct => {
+                    let (client_id, tenant_id) = identity()?;
+                    let (vault_url, vault_name, _) = vault_location(kv)?;
+                    Ok((
+                        KeySource::Direct {
+                            vault: vault_name,
+                            secret_name: kv.secret_name.clone(),
+                            client_id: client_id.clone(),
+                            tenant_id: tenant_id.clone(),
+                        },
+                        // The token file and authority host come from the environment the
+                        // Azure workload identity webhook injects.
+                        config(
+                            None,
+                            Some(KeyVaultConfig {
+                                vault_url,
+                                secret_name: kv.secret_name.clone(),
+                                refresh_seconds: kv.refresh_seconds.into(),
+                                client_id: Some(client_id),
+                                tenant_id: Some(tenant_id),
+                                authority_host: None,
+                                token_file: None,
+                            }),
+                        ),
+                    ))
+                }
+            }
+        }
+        _ => Err("systemKey needs exactly one of secretRef or keyVault".into()),
+    }
 }
 
 pub fn validate(gateway: &McpGateway) -> Result<Plan, String> {
@@ -41,9 +272,7 @@ pub fn validate(gateway: &McpGateway) -> Result<Plan, String> {
         ));
     }
     let spec = &gateway.spec;
-    let Some(secret_ref) = &spec.system_key.secret_ref else {
-        return Err("systemKey.keyVault is not supported by this operator version yet; sync the key into a Secret (Secrets Store CSI driver or External Secrets) and use systemKey.secretRef".into());
-    };
+    let (key, system_key) = key_source(name, &spec.system_key)?;
     let auth = match spec.auth.mode {
         AuthMode::Anonymous => AuthConfig::Anonymous,
         AuthMode::Oidc => {
@@ -100,10 +329,7 @@ pub fn validate(gateway: &McpGateway) -> Result<Plan, String> {
             stream_idle_timeout_seconds: spec.upstream.timeouts.stream_idle_seconds,
             ca_file: None,
         },
-        system_key: SystemKeyConfig {
-            file: format!("{KEY_DIR}/{KEY_FILE_NAME}").into(),
-            header: spec.system_key.header.clone(),
-        },
+        system_key,
         auth,
         session: SessionConfig {
             keys_file: Some(format!("{SESSION_DIR}/{SESSION_FILE_NAME}").into()),
@@ -113,12 +339,7 @@ pub fn validate(gateway: &McpGateway) -> Result<Plan, String> {
     };
     sidecar.validate().map_err(|e| e.to_string())?;
     let url = sidecar.resource_url();
-    Ok(Plan {
-        sidecar,
-        key_secret: secret_ref.name.clone(),
-        key_name: secret_ref.key.clone(),
-        url,
-    })
+    Ok(Plan { sidecar, key, url })
 }
 
 /// `/`, `/weather` or `/weather/` → `/` or `/weather` (no trailing slash but the root).
@@ -158,15 +379,23 @@ pub(crate) mod tests {
     fn renders_the_sidecar_config_from_the_spec() {
         let plan = validate(&gateway(oidc_spec())).unwrap();
         assert_eq!(plan.url, "https://mcp.example.com/weather/mcp");
-        assert_eq!(plan.key_secret, "fn-keys");
-        assert_eq!(plan.key_name, "mcp_extension");
+        assert_eq!(
+            plan.key,
+            KeySource::Secret {
+                name: "fn-keys".into(),
+                key: "mcp_extension".into(),
+                external: None
+            }
+        );
+        assert_eq!(plan.key.workload_identity(), None);
         let c = &plan.sidecar;
         assert_eq!(c.path_prefix, "/weather");
         assert_eq!(c.upstream.path, "/runtime/webhooks/mcp");
         assert_eq!(
-            c.system_key.file.to_str().unwrap(),
+            c.system_key.file.as_deref().unwrap().to_str().unwrap(),
             "/var/run/secrets/mcp-gateway/system-key/key"
         );
+        assert_eq!(c.system_key.key_vault, None);
         let AuthConfig::Oidc(oidc) = &c.auth else {
             panic!("oidc")
         };
@@ -180,15 +409,99 @@ pub(crate) mod tests {
         assert_eq!(plan.sidecar.allowed_origins, ["http://localhost:6274"]);
     }
 
+    const CLIENT: &str = "00000000-0000-0000-0000-00000000000c";
+    const TENANT: &str = "00000000-0000-0000-0000-00000000000t";
+
+    fn with_key_vault(key_vault: serde_json::Value) -> Plan {
+        let mut spec = oidc_spec();
+        spec["systemKey"] = serde_json::json!({ "keyVault": key_vault });
+        validate(&gateway(spec)).unwrap()
+    }
+
+    #[test]
+    fn csi_driver_mounts_the_secret_under_a_fixed_alias() {
+        let plan = with_key_vault(
+            serde_json::json!({"vaultName": "kv1", "clientId": CLIENT, "tenantId": TENANT}),
+        );
+        let KeySource::CsiDriver(csi) = &plan.key else {
+            panic!("{:?}", plan.key)
+        };
+        assert_eq!(csi.vault_name, "kv1");
+        assert_eq!(csi.cloud_name, None);
+        assert_eq!(csi.secret_name, "host--systemKey--mcp-095extension");
+        assert_eq!(plan.key.workload_identity(), Some(CLIENT));
+        assert_eq!(
+            plan.sidecar
+                .system_key
+                .file
+                .as_deref()
+                .unwrap()
+                .to_str()
+                .unwrap(),
+            "/var/run/secrets/mcp-gateway/system-key/key"
+        );
+        // A sovereign cloud's vault URL becomes name + cloudName.
+        let plan = with_key_vault(serde_json::json!({
+            "vaultUrl": "https://kv2.vault.azure.cn", "clientId": CLIENT, "tenantId": TENANT}));
+        let KeySource::CsiDriver(csi) = &plan.key else {
+            panic!()
+        };
+        assert_eq!(
+            (csi.vault_name.as_str(), csi.cloud_name),
+            ("kv2", Some("AzureChinaCloud"))
+        );
+    }
+
+    #[test]
+    fn external_secrets_mount_the_secret_the_external_secret_writes() {
+        let plan = with_key_vault(serde_json::json!({
+            "sync": "ExternalSecrets", "secretName": "fn-key",
+            "secretStoreRef": {"name": "vault", "kind": "ClusterSecretStore"}}));
+        let KeySource::Secret {
+            name,
+            key,
+            external: Some(es),
+        } = &plan.key
+        else {
+            panic!("{:?}", plan.key)
+        };
+        assert_eq!(
+            (name.as_str(), key.as_str()),
+            ("weather-gateway-key", "key")
+        );
+        assert_eq!(es.remote_key, "fn-key");
+        assert_eq!(es.store.name, "vault");
+        assert_eq!(es.refresh_seconds, 300);
+        assert_eq!(plan.key.workload_identity(), None);
+    }
+
+    #[test]
+    fn direct_puts_the_vault_in_the_sidecar_config() {
+        let plan = with_key_vault(serde_json::json!({
+            "vaultName": "kv1", "clientId": CLIENT, "tenantId": TENANT,
+            "sync": "Direct", "refreshSeconds": 60}));
+        assert_eq!(plan.sidecar.system_key.file, None);
+        let kv = plan.sidecar.system_key.key_vault.as_ref().unwrap();
+        assert_eq!(kv.vault_url.as_str(), "https://kv1.vault.azure.net/");
+        assert_eq!(kv.secret_name, "host--systemKey--mcp-095extension");
+        assert_eq!(kv.refresh_seconds, 60);
+        assert_eq!(kv.client_id.as_deref(), Some(CLIENT));
+        assert_eq!(kv.tenant_id.as_deref(), Some(TENANT));
+        // The webhook's environment supplies these.
+        assert_eq!((&kv.authority_host, &kv.token_file), (&None, &None));
+        assert_eq!(plan.key.workload_identity(), Some(CLIENT));
+        assert!(plan.key.describe("apps").contains("kv1"));
+    }
+
     #[test]
     fn user_mistakes_become_messages() {
         let mut spec = oidc_spec();
-        spec["systemKey"] =
-            serde_json::json!({"keyVault": {"vaultName": "kv", "clientId": "c", "tenantId": "t"}});
+        spec["systemKey"] = serde_json::json!({"keyVault": {
+            "vaultUrl": "https://kv.example.com", "clientId": CLIENT, "tenantId": TENANT}});
         assert!(
             validate(&gateway(spec))
                 .unwrap_err()
-                .contains("systemKey.secretRef")
+                .contains("use sync Direct")
         );
 
         let mut spec = oidc_spec();

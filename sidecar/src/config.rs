@@ -74,10 +74,37 @@ pub struct UpstreamConfig {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SystemKeyConfig {
     /// A file holding the key (a mounted Secret or CSI volume); re-read when it changes.
-    pub file: PathBuf,
+    /// Exactly one of `file` and `keyVault`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<PathBuf>,
+    /// Read the key from Azure Key Vault over REST with a workload-identity token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_vault: Option<KeyVaultConfig>,
     /// Request header the key is sent in. Default `x-functions-key`.
     #[serde(default = "default_key_header")]
     pub header: String,
+}
+
+/// A Key Vault secret read directly (Azure workload identity).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct KeyVaultConfig {
+    pub vault_url: Url,
+    pub secret_name: String,
+    #[serde(default = "default_refresh_seconds")]
+    pub refresh_seconds: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authority_host: Option<Url>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_file: Option<PathBuf>,
+}
+
+fn default_refresh_seconds() -> u64 {
+    300
 }
 
 /// How clients authenticate.

@@ -47,7 +47,12 @@ async fn main() -> anyhow::Result<()> {
     let config = Config::load(&args.config)?;
     let metrics = Arc::new(Metrics::new());
 
-    let key = SystemKey::new(config.system_key.file.clone(), metrics.clone());
+    let Some(key_file) = config.system_key.file.clone() else {
+        anyhow::bail!(
+            "systemKey.keyVault is not supported by this sidecar build; use systemKey.file"
+        );
+    };
+    let key = SystemKey::new(key_file, metrics.clone());
     tokio::spawn(key.clone().watch());
 
     let sessions = match &config.session.keys_file {

@@ -106,22 +106,31 @@ impl Cluster {
 
     /// Installs the McpGateway CRD from the Helm chart and waits until it is Established.
     pub fn install_crd(&self) -> anyhow::Result<()> {
-        let crd = workspace_root().join(mcp_gateway_crds::CRD_PATHS[1]);
+        self.install_crd_file(&workspace_root().join(mcp_gateway_crds::CRD_PATHS[1]))
+    }
+
+    /// Installs a CRD from a file named `<plural>.<group>.yaml` (the CRD's own name) and
+    /// waits until it is established.
+    pub fn install_crd_file(&self, path: &std::path::Path) -> anyhow::Result<()> {
         let (ok, _, err) = self.kubectl_run(
-            &["apply", "--server-side", "-f", crd.to_str().unwrap()],
+            &["apply", "--server-side", "-f", path.to_str().unwrap()],
             None,
         );
-        anyhow::ensure!(ok, "applying the CRD failed: {err}");
+        anyhow::ensure!(ok, "applying CRD {} failed: {err}", path.display());
+        let name = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .context("CRD file name")?;
         let (ok, _, err) = self.kubectl_run(
             &[
                 "wait",
                 "--for=condition=Established",
                 "--timeout=60s",
-                "crd/mcpgateways.mcpgateway.dev",
+                &format!("crd/{name}"),
             ],
             None,
         );
-        anyhow::ensure!(ok, "CRD not Established: {err}");
+        anyhow::ensure!(ok, "CRD {name} not Established: {err}");
         Ok(())
     }
 }

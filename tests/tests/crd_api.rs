@@ -273,6 +273,60 @@ async fn admission_rejects_invalid_gateways_with_a_message_and_stores_nothing() 
             "clientId must be a GUID",
         ),
         (
+            "key-vault-without-identity",
+            with(
+                with(base(), "/systemKey/secretRef", Value::Null),
+                "/systemKey/keyVault",
+                json!({"vaultName": "kv1", "sync": "Direct"}),
+            ),
+            "needs clientId and tenantId",
+        ),
+        (
+            "external-secrets-without-store",
+            with(
+                with(base(), "/systemKey/secretRef", Value::Null),
+                "/systemKey/keyVault",
+                json!({"sync": "ExternalSecrets"}),
+            ),
+            "needs secretStoreRef",
+        ),
+        (
+            "external-secrets-with-vault",
+            with(
+                with(base(), "/systemKey/secretRef", Value::Null),
+                "/systemKey/keyVault",
+                json!({"sync": "ExternalSecrets", "vaultName": "kv1", "secretStoreRef": {"name": "kv"}}),
+            ),
+            "the SecretStore names the vault and the identity",
+        ),
+        (
+            "store-ref-without-external-secrets",
+            with(
+                with(base(), "/systemKey/secretRef", Value::Null),
+                "/systemKey/keyVault",
+                json!({"vaultName": "kv1", "clientId": "00000000-0000-0000-0000-000000000001", "tenantId": "00000000-0000-0000-0000-000000000002", "secretStoreRef": {"name": "kv"}}),
+            ),
+            "secretStoreRef is only used with sync ExternalSecrets",
+        ),
+        (
+            "vault-url-with-path",
+            with(
+                with(base(), "/systemKey/secretRef", Value::Null),
+                "/systemKey/keyVault",
+                json!({"vaultUrl": "https://kv1.vault.azure.net/secrets/x", "clientId": "00000000-0000-0000-0000-000000000001", "tenantId": "00000000-0000-0000-0000-000000000002"}),
+            ),
+            "vaultUrl must be a vault's https URL with no path",
+        ),
+        (
+            "refresh-too-often",
+            with(
+                with(base(), "/systemKey/secretRef", Value::Null),
+                "/systemKey/keyVault",
+                json!({"vaultName": "kv1", "clientId": "00000000-0000-0000-0000-000000000001", "tenantId": "00000000-0000-0000-0000-000000000002", "refreshSeconds": 5}),
+            ),
+            "refreshSeconds must be between 30 and 86400",
+        ),
+        (
             "key-header-authorization",
             with(base(), "/systemKey/header", json!("Authorization")),
             "systemKey.header must be a plain header name",

@@ -8,20 +8,22 @@ use k8s_openapi::api::apps::v1::{
     Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment,
 };
 use k8s_openapi::api::core::v1::{
-    Capabilities, ConfigMapVolumeSource, Container, ContainerPort, HTTPGetAction, KeyToPath,
-    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile,
-    SecretVolumeSource, SecurityContext, Volume, VolumeMount,
+    CSIVolumeSource, Capabilities, ConfigMapVolumeSource, Container, ContainerPort, HTTPGetAction,
+    KeyToPath, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements,
+    SeccompProfile, SecretVolumeSource, SecurityContext, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use mcp_gateway_crds::v1alpha1::McpGateway;
 
+use super::key_sync::{CSI_CLASS_ATTRIBUTE, CSI_DRIVER};
+use super::service_account::USE_LABEL;
 use super::{
     CONFIG_HASH_ANNOTATION, Defaults, labels, metadata, object_name, selector, session_secret_name,
 };
 use crate::validate::{
-    ADMIN_PORT, CONFIG_DIR, CONFIG_FILE_NAME, KEY_DIR, KEY_FILE_NAME, PUBLIC_PORT, Plan,
+    ADMIN_PORT, CONFIG_DIR, CONFIG_FILE_NAME, KEY_DIR, KEY_FILE_NAME, KeySource, PUBLIC_PORT, Plan,
     SESSION_DIR,
 };
 
@@ -63,6 +65,40 @@ fn secret_volume(name: &str, secret: String, items: Option<Vec<KeyToPath>>) -> V
     }
 }
 
+/// The volume the key file is read from; `None` when the sidecar reads Key Vault itself.
+/// Whole-volume mounts (not subPath), so the kubelet's and the CSI driver's in-place
+/// updates reach the sidecar, which reloads the file.
+fn key_volume(gateway: &McpGateway, key: &KeySource) -> Option<Volume> {
+    match key {
+        // Only the one key, under a fixed file name.
+        KeySource::Secret { name, key, .. } => Some(secret_volume(
+            KEY_VOLUME,
+            name.clone(),
+            Some(vec![KeyToPath {
+                key: key.clone(),
+                path: KEY_FILE_NAME.into(),
+                ..Default::default()
+            }]),
+        )),
+        KeySource::CsiDriver(_) => Some(Volume {
+            name: KEY_VOLUME.into(),
+            csi: Some(CSIVolumeSource {
+                driver: CSI_DRIVER.into(),
+                read_only: Some(true),
+                volume_attributes: Some(BTreeMap::from([(
+                    CSI_CLASS_ATTRIBUTE.into(),
+                    object_name(gateway),
+                )])),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        KeySource::Direct { .. } => None,
+    }
+}
+
+const KEY_VOLUME: &str = "system-key";
+
 fn mount(name: &str, path: &str) -> VolumeMount {
     VolumeMount {
         name: name.into(),
@@ -72,6 +108,16 @@ fn mount(name: &str, path: &str) -> VolumeMount {
     }
 }
 
+/// The pod's labels: the gateway's, plus the workload identity webhook's opt-in when the
+/// pod (or the CSI driver for it) reads Key Vault with the gateway's identity.
+fn pod_labels(gateway: &McpGateway, plan: &Plan) -> BTreeMap<String, String> {
+    let mut labels = labels(gateway);
+    if plan.key.workload_identity().is_some() {
+        labels.insert(USE_LABEL.into(), "true".into());
+    }
+    labels
+}
+
 pub fn deployment(
     gateway: &McpGateway,
     plan: &Plan,
@@ -79,6 +125,7 @@ pub fn deployment(
     config_hash: &str,
 ) -> Deployment {
     let spec = &gateway.spec;
+    let key_volume = key_volume(gateway, &plan.key);
     let container = Container {
         name: "sidecar".into(),
         image: Some(
@@ -115,15 +162,21 @@ pub fn deployment(
             }),
             ..Default::default()
         }),
-        volume_mounts: Some(vec![
-            mount("config", CONFIG_DIR),
-            mount("system-key", KEY_DIR),
-            mount("session-keys", SESSION_DIR),
-        ]),
+        volume_mounts: Some(
+            [
+                Some(mount("config", CONFIG_DIR)),
+                key_volume.as_ref().map(|_| mount(KEY_VOLUME, KEY_DIR)),
+                Some(mount("session-keys", SESSION_DIR)),
+            ]
+            .into_iter()
+            .flatten()
+            .collect(),
+        ),
         ..Default::default()
     };
     let pod = PodSpec {
         containers: vec![container],
+        service_account_name: Some(object_name(gateway)),
         automount_service_account_token: Some(false),
         enable_service_links: Some(false),
         security_context: Some(PodSecurityContext {
@@ -138,28 +191,27 @@ pub fn deployment(
         }),
         // Open SSE streams get time to drain (the sidecar drains for 30 s on SIGTERM).
         termination_grace_period_seconds: Some(40),
-        volumes: Some(vec![
-            Volume {
-                name: "config".into(),
-                config_map: Some(ConfigMapVolumeSource {
-                    name: object_name(gateway),
+        volumes: Some(
+            [
+                Some(Volume {
+                    name: "config".into(),
+                    config_map: Some(ConfigMapVolumeSource {
+                        name: object_name(gateway),
+                        ..Default::default()
+                    }),
                     ..Default::default()
                 }),
-                ..Default::default()
-            },
-            // Only the one key, under a fixed file name; a whole-volume mount (not subPath)
-            // so the kubelet's in-place updates reach the sidecar, which reloads the file.
-            secret_volume(
-                "system-key",
-                plan.key_secret.clone(),
-                Some(vec![KeyToPath {
-                    key: plan.key_name.clone(),
-                    path: KEY_FILE_NAME.into(),
-                    ..Default::default()
-                }]),
-            ),
-            secret_volume("session-keys", session_secret_name(gateway), None),
-        ]),
+                key_volume,
+                Some(secret_volume(
+                    "session-keys",
+                    session_secret_name(gateway),
+                    None,
+                )),
+            ]
+            .into_iter()
+            .flatten()
+            .collect(),
+        ),
         ..Default::default()
     };
     Deployment {
@@ -179,7 +231,7 @@ pub fn deployment(
             }),
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
-                    labels: Some(labels(gateway)),
+                    labels: Some(pod_labels(gateway, plan)),
                     annotations: Some(BTreeMap::from([(
                         CONFIG_HASH_ANNOTATION.to_string(),
                         config_hash.to_string(),
@@ -269,6 +321,68 @@ mod tests {
                 .as_deref(),
             Some("/readyz")
         );
+    }
+
+    fn key_vault(sync: &str) -> serde_json::Value {
+        let mut spec = oidc_spec();
+        spec["systemKey"] = serde_json::json!({"keyVault": {"vaultName": "kv1", "sync": sync,
+            "clientId": "00000000-0000-0000-0000-00000000000c",
+            "tenantId": "00000000-0000-0000-0000-00000000000d"}});
+        spec
+    }
+
+    fn pod_of(d: Deployment) -> (PodSpec, BTreeMap<String, String>) {
+        let template = d.spec.unwrap().template;
+        (
+            template.spec.unwrap(),
+            template.metadata.unwrap().labels.unwrap(),
+        )
+    }
+
+    #[test]
+    fn csi_driver_mounts_the_secret_provider_class_with_workload_identity() {
+        let (pod, labels) = pod_of(render(key_vault("CsiDriver")));
+        assert_eq!(pod.service_account_name.as_deref(), Some("weather-gateway"));
+        assert_eq!(labels[USE_LABEL], "true");
+        let volume = pod
+            .volumes
+            .unwrap()
+            .into_iter()
+            .find(|v| v.name == "system-key")
+            .unwrap();
+        let csi = volume.csi.unwrap();
+        assert_eq!(csi.driver, "secrets-store.csi.k8s.io");
+        assert_eq!(csi.read_only, Some(true));
+        assert_eq!(
+            csi.volume_attributes.unwrap()["secretProviderClass"],
+            "weather-gateway"
+        );
+        let mount = pod.containers[0]
+            .volume_mounts
+            .clone()
+            .unwrap()
+            .into_iter()
+            .find(|m| m.name == "system-key")
+            .unwrap();
+        assert_eq!(mount.mount_path, KEY_DIR);
+    }
+
+    #[test]
+    fn direct_mounts_no_key_and_opts_into_workload_identity() {
+        let (pod, labels) = pod_of(render(key_vault("Direct")));
+        assert_eq!(labels[USE_LABEL], "true");
+        assert!(pod.volumes.unwrap().iter().all(|v| v.name != "system-key"));
+        assert!(
+            pod.containers[0]
+                .volume_mounts
+                .as_ref()
+                .unwrap()
+                .iter()
+                .all(|m| m.name != "system-key")
+        );
+        // A user's Secret needs no identity: no webhook label.
+        let (_, labels) = pod_of(render(oidc_spec()));
+        assert!(!labels.contains_key(USE_LABEL));
     }
 
     #[test]

@@ -5,18 +5,22 @@
 mod config_map;
 mod deployment;
 mod ingress;
+pub mod key_sync;
 mod service;
+pub mod service_account;
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServiceAccount};
 use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::Resource;
+use kube::api::DynamicObject;
 use mcp_gateway_crds::v1alpha1::McpGateway;
 
 pub use config_map::{CONFIG_HASH_ANNOTATION, config_hash};
+pub use key_sync::ThirdPartyKind;
 
 use crate::validate::Plan;
 
@@ -34,6 +38,9 @@ pub struct Objects {
     pub deployment: Deployment,
     pub service: Service,
     pub ingress: Ingress,
+    pub service_account: ServiceAccount,
+    /// The object that syncs the key out of Key Vault, if the gateway needs one.
+    pub key_sync: Option<(ThirdPartyKind, DynamicObject)>,
 }
 
 pub fn build(gateway: &McpGateway, plan: &Plan, defaults: &Defaults) -> Objects {
@@ -43,6 +50,8 @@ pub fn build(gateway: &McpGateway, plan: &Plan, defaults: &Defaults) -> Objects 
         deployment: deployment::deployment(gateway, plan, defaults, &hash),
         service: service::service(gateway),
         ingress: ingress::ingress(gateway, plan),
+        service_account: service_account::service_account(gateway, plan),
+        key_sync: key_sync::key_sync(gateway, plan),
         config_map,
     }
 }
@@ -145,6 +154,7 @@ mod tests {
             &o.deployment.metadata,
             &o.service.metadata,
             &o.ingress.metadata,
+            &o.service_account.metadata,
         ];
         for meta in metas {
             assert_eq!(meta.name.as_deref(), Some("weather-gateway"));

@@ -1,0 +1,373 @@
+//! Key Vault-backed system keys, on a real kube-apiserver + etcd: the operator renders a
+//! `SecretProviderClass` (Secrets Store CSI driver) or an `ExternalSecret` (External Secrets
+//! Operator) only when the API serves that kind, says what to install when it does not, and
+//! picks the CRD up once installed. The CRDs here are minimal test copies with the real
+//! groups, versions and kinds (tests/fixtures/crds). This file owns its cluster: it installs
+//! CRDs, which are cluster-wide.
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, ServiceAccount};
+use kube::api::{Api, DynamicObject, PostParams};
+use kube::core::{ApiResource, GroupVersionKind};
+use mcp_gateway_crds::v1alpha1::McpGateway;
+use mcp_gateway_sidecar::config::Config;
+use mcp_gateway_tests::cluster::{Cluster, TestNamespace};
+use mcp_gateway_tests::operator::Operator;
+use mcp_gateway_tests::workspace_root;
+use serde_json::{Value, json};
+
+const CLIENT_ID: &str = "11111111-2222-3333-4444-555555555555";
+const TENANT_ID: &str = "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee";
+
+fn gateway(name: &str, key_vault: Value) -> McpGateway {
+    serde_json::from_value(json!({
+        "apiVersion": "mcpgateway.dev/v1alpha1", "kind": "McpGateway",
+        "metadata": {"name": name},
+        "spec": {
+            "upstream": {"url": "https://weather-fn.azurewebsites.net"},
+            "systemKey": {"keyVault": key_vault},
+            "auth": {"mode": "Anonymous"},
+            "route": {"host": "mcp.example.com", "pathPrefix": format!("/{name}")},
+        }
+    }))
+    .unwrap()
+}
+
+async fn eventually<T, F, Fut>(secs: u64, what: &str, check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    mcp_gateway_tests::eventually(secs, what, check)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Waits for a condition's status and reason; returns its message.
+async fn wait_condition(
+    api: &Api<McpGateway>,
+    name: &str,
+    type_: &str,
+    status: &str,
+    reason: &str,
+) -> String {
+    eventually(
+        30,
+        &format!("{name}: {type_}={status} {reason}"),
+        || async {
+            let gw = api.get(name).await.map_err(|e| e.to_string())?;
+            let c = gw
+                .status
+                .as_ref()
+                .and_then(|s| s.conditions.iter().find(|c| c.type_ == type_).cloned());
+            match c {
+                Some(c) if c.status == status && c.reason == reason => Ok(c.message),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
+    .await
+}
+
+fn dynamic(
+    client: &kube::Client,
+    ns: &str,
+    group: &str,
+    kind: &str,
+    plural: &str,
+) -> Api<DynamicObject> {
+    let ar = ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, "v1", kind), plural);
+    Api::namespaced_with(client.clone(), ns, &ar)
+}
+
+#[tokio::test]
+async fn key_vault_sync_objects_follow_their_crds() {
+    let cluster = Cluster::shared().expect("local control plane");
+    cluster.install_crd().unwrap();
+    let client = cluster.client().await.unwrap();
+    let ns = TestNamespace::new(&client, "keyvault").await.unwrap();
+    let operator = Operator::start(
+        &cluster.kubeconfig,
+        &["--leader-election=false", "--key-status-interval-seconds=1"],
+    )
+    .expect("operator starts");
+    let gateways: Api<McpGateway> = Api::namespaced(client.clone(), &ns.name);
+
+    let csi = gateway(
+        "csi",
+        json!({"vaultName": "fn-vault", "clientId": CLIENT_ID, "tenantId": TENANT_ID}),
+    );
+    let eso = gateway(
+        "eso",
+        json!({"sync": "ExternalSecrets", "refreshSeconds": 120,
+               "secretStoreRef": {"name": "fn-vault", "kind": "ClusterSecretStore"}}),
+    );
+    for gw in [&csi, &eso] {
+        gateways.create(&PostParams::default(), gw).await.unwrap();
+    }
+
+    // 1. Neither CRD is installed: the condition says what to install; the rest is rendered.
+    let message =
+        wait_condition(&gateways, "csi", "KeyAvailable", "False", "CrdNotInstalled").await;
+    assert!(
+        message.contains("SecretProviderClass") && message.contains("Secrets Store CSI driver"),
+        "{message}"
+    );
+    let message =
+        wait_condition(&gateways, "eso", "KeyAvailable", "False", "CrdNotInstalled").await;
+    assert!(
+        message.contains("ExternalSecret") && message.contains("External Secrets Operator"),
+        "{message}"
+    );
+    assert_eq!(
+        wait_condition(&gateways, "csi", "Ready", "False", "KeyUnavailable").await,
+        "the system key is not available; see KeyAvailable"
+    );
+
+    // The CSI gateway's pod reads the key through the CSI volume with its own identity.
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns.name);
+    let pod = deployments
+        .get("csi-gateway")
+        .await
+        .unwrap()
+        .spec
+        .unwrap()
+        .template;
+    let labels = pod.metadata.unwrap().labels.unwrap();
+    assert_eq!(labels["azure.workload.identity/use"], "true");
+    let pod = pod.spec.unwrap();
+    assert_eq!(pod.service_account_name.as_deref(), Some("csi-gateway"));
+    let volume = pod
+        .volumes
+        .unwrap()
+        .into_iter()
+        .find(|v| v.name == "system-key")
+        .unwrap();
+    let csi_volume = volume.csi.unwrap();
+    assert_eq!(csi_volume.driver, "secrets-store.csi.k8s.io");
+    assert_eq!(
+        csi_volume.volume_attributes.unwrap()["secretProviderClass"],
+        "csi-gateway"
+    );
+    let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), &ns.name);
+    let sa = accounts.get("csi-gateway").await.unwrap();
+    assert_eq!(
+        sa.metadata.annotations.as_ref().unwrap()["azure.workload.identity/client-id"],
+        CLIENT_ID
+    );
+    assert_eq!(
+        sa.metadata.annotations.as_ref().unwrap()["azure.workload.identity/tenant-id"],
+        TENANT_ID
+    );
+    assert_eq!(sa.automount_service_account_token, Some(false));
+    assert_eq!(sa.metadata.owner_references.unwrap()[0].name, "csi");
+    // The ExternalSecrets gateway's pod mounts a Secret and needs no identity of its own.
+    let eso_pod = deployments
+        .get("eso-gateway")
+        .await
+        .unwrap()
+        .spec
+        .unwrap()
+        .template;
+    assert!(
+        !eso_pod
+            .metadata
+            .unwrap()
+            .labels
+            .unwrap()
+            .contains_key("azure.workload.identity/use")
+    );
+    let eso_volume = eso_pod
+        .spec
+        .unwrap()
+        .volumes
+        .unwrap()
+        .into_iter()
+        .find(|v| v.name == "system-key")
+        .unwrap();
+    assert_eq!(
+        eso_volume.secret.unwrap().secret_name.as_deref(),
+        Some("eso-gateway-key")
+    );
+
+    // The status says where the key comes from, never the key.
+    let status = gateways.get("csi").await.unwrap().status.unwrap();
+    let source = status.system_key.unwrap().source.unwrap();
+    assert!(
+        source.contains("fn-vault") && source.contains("host--systemKey--mcp-095extension"),
+        "{source}"
+    );
+
+    // 2. Install the CRDs: the operator notices without any change to the gateways.
+    let crds = workspace_root().join("tests/fixtures/crds");
+    cluster
+        .install_crd_file(&crds.join("secretproviderclasses.secrets-store.csi.x-k8s.io.yaml"))
+        .unwrap();
+    cluster
+        .install_crd_file(&crds.join("externalsecrets.external-secrets.io.yaml"))
+        .unwrap();
+
+    let spcs = dynamic(
+        &client,
+        &ns.name,
+        "secrets-store.csi.x-k8s.io",
+        "SecretProviderClass",
+        "secretproviderclasses",
+    );
+    let spc = eventually(30, "SecretProviderClass rendered", || async {
+        spcs.get_opt("csi-gateway")
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or("not yet".to_string())
+    })
+    .await;
+    assert_eq!(
+        spc.metadata.owner_references.as_ref().unwrap()[0].name,
+        "csi"
+    );
+    let spec = &spc.data["spec"];
+    assert_eq!(spec["provider"], "azure");
+    let p = &spec["parameters"];
+    assert_eq!(
+        (p["clientID"].as_str(), p["tenantId"].as_str()),
+        (Some(CLIENT_ID), Some(TENANT_ID))
+    );
+    assert_eq!(p["keyvaultName"], "fn-vault");
+    assert_eq!(p["usePodIdentity"], "false");
+    let objects = p["objects"].as_str().unwrap();
+    assert!(
+        objects.contains("objectName: host--systemKey--mcp-095extension"),
+        "{objects}"
+    );
+    assert!(
+        objects.contains("objectAlias: key") && objects.contains("objectType: secret"),
+        "{objects}"
+    );
+    // Only the CSI volume can see the key: the pods' reports decide, and there are none yet.
+    wait_condition(
+        &gateways,
+        "csi",
+        "KeyAvailable",
+        "Unknown",
+        "WaitingForGateway",
+    )
+    .await;
+
+    let externals = dynamic(
+        &client,
+        &ns.name,
+        "external-secrets.io",
+        "ExternalSecret",
+        "externalsecrets",
+    );
+    let es = eventually(30, "ExternalSecret rendered", || async {
+        externals
+            .get_opt("eso-gateway")
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or("not yet".to_string())
+    })
+    .await;
+    let spec = &es.data["spec"];
+    assert_eq!(
+        spec["secretStoreRef"],
+        json!({"name": "fn-vault", "kind": "ClusterSecretStore"})
+    );
+    assert_eq!(spec["refreshInterval"], "120s");
+    assert_eq!(spec["target"]["name"], "eso-gateway-key");
+    assert_eq!(
+        spec["data"][0]["remoteRef"]["key"],
+        "host--systemKey--mcp-095extension"
+    );
+    let message = wait_condition(
+        &gateways,
+        "eso",
+        "KeyAvailable",
+        "False",
+        "ExternalSecretPending",
+    )
+    .await;
+    assert!(message.contains("eso-gateway-key"), "{message}");
+
+    // 3. External Secrets writes the Secret (here: the test, as the ESO controller would):
+    // the Secret watch brings the gateway to KeyAvailable=True.
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns.name);
+    let written: Secret = serde_json::from_value(json!({"metadata": {"name": "eso-gateway-key"},
+        "stringData": {"key": "SYSKEY-eso-written-4c3b"}}))
+    .unwrap();
+    secrets
+        .create(&PostParams::default(), &written)
+        .await
+        .unwrap();
+    wait_condition(&gateways, "eso", "KeyAvailable", "True", "SecretFound").await;
+
+    // The rendered sidecar configs read the mounted file.
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &ns.name);
+    for name in ["csi-gateway", "eso-gateway"] {
+        let cm = config_maps.get(name).await.unwrap();
+        let config: Config = serde_yaml::from_str(&cm.data.unwrap()["config.yaml"]).unwrap();
+        assert_eq!(
+            config.system_key.file.as_deref().and_then(|p| p.to_str()),
+            Some("/var/run/secrets/mcp-gateway/system-key/key"),
+            "{name}"
+        );
+        assert!(config.system_key.key_vault.is_none());
+    }
+    assert!(!operator.logs().contains("SYSKEY-eso-written-4c3b"));
+}
+
+#[tokio::test]
+async fn direct_mode_renders_the_vault_into_the_sidecar_config() {
+    let cluster = Cluster::shared().expect("local control plane");
+    cluster.install_crd().unwrap();
+    let client = cluster.client().await.unwrap();
+    let ns = TestNamespace::new(&client, "direct").await.unwrap();
+    let _operator = Operator::start(&cluster.kubeconfig, &["--leader-election=false"])
+        .expect("operator starts");
+    let gateways: Api<McpGateway> = Api::namespaced(client.clone(), &ns.name);
+    let gw = gateway(
+        "direct",
+        json!({"vaultUrl": "https://fn-vault.vault.azure.net", "sync": "Direct",
+               "clientId": CLIENT_ID, "tenantId": TENANT_ID, "refreshSeconds": 60}),
+    );
+    gateways.create(&PostParams::default(), &gw).await.unwrap();
+    let message = wait_condition(
+        &gateways,
+        "direct",
+        "KeyAvailable",
+        "Unknown",
+        "WaitingForGateway",
+    )
+    .await;
+    assert!(message.contains("fn-vault"), "{message}");
+
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &ns.name);
+    let cm = config_maps.get("direct-gateway").await.unwrap();
+    let config: Config = serde_yaml::from_str(&cm.data.unwrap()["config.yaml"]).unwrap();
+    assert_eq!(config.system_key.file, None);
+    let kv = config.system_key.key_vault.unwrap();
+    assert_eq!(kv.vault_url.as_str(), "https://fn-vault.vault.azure.net/");
+    assert_eq!(kv.secret_name, "host--systemKey--mcp-095extension");
+    assert_eq!(kv.refresh_seconds, 60);
+    assert_eq!(kv.client_id.as_deref(), Some(CLIENT_ID));
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns.name);
+    let pod = deployments
+        .get("direct-gateway")
+        .await
+        .unwrap()
+        .spec
+        .unwrap()
+        .template;
+    assert_eq!(
+        pod.metadata.unwrap().labels.unwrap()["azure.workload.identity/use"],
+        "true"
+    );
+    assert!(
+        pod.spec
+            .unwrap()
+            .volumes
+            .unwrap()
+            .iter()
+            .all(|v| v.name != "system-key")
+    );
+}
