@@ -113,8 +113,101 @@ fn default_refresh_seconds() -> u64 {
 pub enum AuthConfig {
     /// Bearer JWTs from an OpenID Connect provider.
     Oidc(OidcConfig),
+    /// The gateway is the clients' authorization server (DCR, Client ID Metadata
+    /// Documents, PKCE) and signs users in at an upstream IdP such as Entra ID.
+    AuthorizationServer(FacadeConfig),
     /// No client authentication (the system key stays hidden all the same).
     Anonymous,
+}
+
+/// The authorization-server facade.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FacadeConfig {
+    /// Where users sign in.
+    pub idp: IdpConfig,
+    /// A file of base64 32-byte keys, one per line: the first signs tokens and seals
+    /// registrations, codes and refresh tokens; all are accepted (rotation: prepend a new
+    /// key, drop the old one after the refresh-token lifetime).
+    pub keys_file: PathBuf,
+    /// Scopes the gateway grants and requires (advertised in its metadata).
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// Lifetime of the access tokens it issues. Default 3600.
+    #[serde(default = "default_access_token_ttl")]
+    pub access_token_ttl_seconds: u64,
+    /// Lifetime of a refresh token (each use returns a new one). Default 7 days.
+    #[serde(default = "default_refresh_token_ttl")]
+    pub refresh_token_ttl_seconds: u64,
+    /// If not empty, only users of these Entra tenants (`tid`) may sign in.
+    #[serde(default)]
+    pub allowed_tenants: Vec<String>,
+    #[serde(default)]
+    pub client_metadata_documents: ClientMetadataDocuments,
+}
+
+/// The upstream identity provider the facade signs users in with.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct IdpConfig {
+    /// The IdP's issuer; its discovery document names the endpoints and keys.
+    pub issuer: String,
+    /// The gateway's client registration at the IdP.
+    pub client_id: String,
+    /// A file holding that registration's client secret.
+    pub client_secret_file: PathBuf,
+    /// Scopes requested at the IdP. Default `openid profile`.
+    #[serde(default = "default_idp_scopes")]
+    pub scopes: Vec<String>,
+    /// `Entra`: never send RFC 8707 `resource` (Entra v2 rejects it) and identify users by
+    /// `tid`/`oid`. `Generic`: a standard OpenID provider.
+    #[serde(default)]
+    pub preset: IdpPreset,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum IdpPreset {
+    #[default]
+    Entra,
+    Generic,
+}
+
+/// Client ID Metadata Documents: a client whose `client_id` is an HTTPS URL describing it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ClientMetadataDocuments {
+    /// Default true.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// TEST ONLY: allow documents on loopback and private addresses (SSRF guard off).
+    #[serde(default)]
+    pub allow_private_addresses: bool,
+    /// Extra CA certificates (PEM) trusted when fetching documents (tests).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
+}
+
+impl Default for ClientMetadataDocuments {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            allow_private_addresses: false,
+            ca_file: None,
+        }
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_access_token_ttl() -> u64 {
+    3600
+}
+fn default_refresh_token_ttl() -> u64 {
+    7 * 24 * 3600
+}
+fn default_idp_scopes() -> Vec<String> {
+    vec!["openid".into(), "profile".into()]
 }
 
 /// Token validation settings.
@@ -279,12 +372,42 @@ impl Config {
                 return invalid("auth.audiences needs at least one audience");
             }
         }
+        if let AuthConfig::AuthorizationServer(facade) = &self.auth {
+            let issuer = Url::parse(&facade.idp.issuer).ok();
+            let loopback = issuer
+                .as_ref()
+                .and_then(|u| u.host_str())
+                .is_some_and(|h| matches!(h, "127.0.0.1" | "localhost" | "[::1]"));
+            match issuer.as_ref().map(Url::scheme) {
+                Some("https") => {}
+                Some("http") if loopback => {}
+                _ => {
+                    return invalid(
+                        "auth.idp.issuer must be an https URL (http only on loopback, for tests)",
+                    );
+                }
+            }
+            if facade.idp.client_id.is_empty() {
+                return invalid("auth.idp.clientId must be set");
+            }
+            if !(60..=86_400).contains(&facade.access_token_ttl_seconds) {
+                return invalid("auth.accessTokenTtlSeconds must be between 60 and 86400");
+            }
+            if !(300..=90 * 86_400).contains(&facade.refresh_token_ttl_seconds) {
+                return invalid("auth.refreshTokenTtlSeconds must be between 300 and 7776000");
+            }
+        }
         Ok(())
     }
 
     /// The prefix without a trailing slash (`""` for `/`), ready to prepend to route names.
     pub fn prefix(&self) -> &str {
         self.path_prefix.trim_end_matches('/')
+    }
+
+    /// The facade's issuer: the public base URL plus the prefix, no trailing slash.
+    pub fn issuer_url(&self) -> String {
+        self.public_url(self.prefix())
     }
 
     /// The public MCP endpoint URL, which is also the OAuth resource identifier.

@@ -5,6 +5,7 @@ pub mod auth;
 pub mod body;
 pub mod config;
 pub mod cors;
+pub mod facade;
 pub mod forward;
 pub mod key;
 pub mod mcp_peek;

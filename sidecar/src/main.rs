@@ -6,7 +6,9 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::Parser;
 use mcp_gateway_sidecar::auth::Authenticator;
-use mcp_gateway_sidecar::config::{AuthConfig, Config};
+use mcp_gateway_sidecar::config::{AuthConfig, Config, OidcConfig};
+use mcp_gateway_sidecar::facade::Facade;
+use mcp_gateway_sidecar::facade::keys::FacadeKeys;
 use mcp_gateway_sidecar::key::SystemKey;
 use mcp_gateway_sidecar::metrics::Metrics;
 use mcp_gateway_sidecar::proxy::Gateway;
@@ -65,6 +67,7 @@ async fn main() -> anyhow::Result<()> {
         None => SessionSealer::random(),
     };
 
+    let mut facade = None;
     let auth = match &config.auth {
         AuthConfig::Oidc(oidc) => {
             let auth = Arc::new(Authenticator::new(
@@ -74,6 +77,33 @@ async fn main() -> anyhow::Result<()> {
             ));
             auth.start();
             Some(auth)
+        }
+        AuthConfig::AuthorizationServer(settings) => {
+            let path = &settings.keys_file;
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read facade keys file {}", path.display()))?;
+            let keys = FacadeKeys::from_file_text(&text)
+                .with_context(|| format!("facade keys file {} is not valid", path.display()))?;
+            let built = Facade::new(&config, settings, keys, metrics.clone())
+                .map_err(anyhow::Error::msg)?;
+            built.start();
+            // The resource-server side accepts exactly the facade's own access tokens.
+            let auth = Authenticator::with_keys(
+                OidcConfig {
+                    issuer: built.issuer().to_string(),
+                    audiences: vec![config.resource_url()],
+                    required_scopes: settings.scopes.clone(),
+                    allowed_tenants: Vec::new(),
+                    jwks_uri: None,
+                    leeway_seconds: 60,
+                },
+                built.jwks(),
+                config.limits.max_token_bytes,
+                metrics.clone(),
+            )
+            .map_err(anyhow::Error::msg)?;
+            facade = Some(Arc::new(built));
+            Some(Arc::new(auth))
         }
         AuthConfig::Anonymous => {
             tracing::warn!("auth mode Anonymous: clients are not authenticated");
@@ -93,7 +123,7 @@ async fn main() -> anyhow::Result<()> {
         resource = %config.resource_url(),
         "mcp-gateway-sidecar started"
     );
-    let gateway = Arc::new(Gateway::new(config, key, auth, sessions, metrics)?);
+    let gateway = Arc::new(Gateway::new(config, key, auth, facade, sessions, metrics)?);
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = |mut rx: watch::Receiver<bool>| async move {

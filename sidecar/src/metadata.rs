@@ -7,13 +7,15 @@ use crate::config::{AuthConfig, Config};
 
 /// The metadata document, or `None` when clients do not authenticate (Anonymous).
 pub fn protected_resource_metadata(config: &Config) -> Option<Value> {
-    let AuthConfig::Oidc(oidc) = &config.auth else {
-        return None;
+    let (issuer, scopes) = match &config.auth {
+        AuthConfig::Oidc(oidc) => (oidc.issuer.clone(), &oidc.required_scopes),
+        AuthConfig::AuthorizationServer(facade) => (config.issuer_url(), &facade.scopes),
+        AuthConfig::Anonymous => return None,
     };
     Some(json!({
         "resource": config.resource_url(),
-        "authorization_servers": [oidc.issuer],
-        "scopes_supported": oidc.required_scopes,
+        "authorization_servers": [issuer],
+        "scopes_supported": scopes,
         "bearer_methods_supported": ["header"],
     }))
 }

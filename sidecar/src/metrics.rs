@@ -29,6 +29,12 @@ pub struct Route {
     pub route: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OauthLabels {
+    pub endpoint: &'static str,
+    pub outcome: &'static str,
+}
+
 /// Every metric the sidecar exports.
 pub struct Metrics {
     pub requests: Family<RouteStatus, Counter>,
@@ -38,6 +44,8 @@ pub struct Metrics {
     pub jwks_refreshes: Family<Outcome, Counter>,
     pub open_streams: Gauge,
     pub upstream_key_rejections: Counter,
+    /// Authorization-server facade requests by endpoint and outcome.
+    pub oauth: Family<OauthLabels, Counter>,
     registry: Registry,
 }
 
@@ -84,7 +92,14 @@ impl Metrics {
             "Upstream answers 401/403 to a request that carried the system key",
             upstream_key_rejections.clone(),
         );
+        let oauth = Family::<OauthLabels, Counter>::default();
+        registry.register(
+            "oauth_requests",
+            "Authorization-server facade requests by endpoint and outcome",
+            oauth.clone(),
+        );
         Self {
+            oauth,
             requests,
             auth_failures,
             upstream_latency,

@@ -20,6 +20,7 @@ use crate::auth::{self, AuthError, Authenticator, Principal};
 use crate::body::{self, Body};
 use crate::config::{AuthConfig, Config};
 use crate::cors::OriginPolicy;
+use crate::facade::{Endpoint, Facade};
 use crate::forward;
 use crate::key::SystemKey;
 use crate::mcp_peek;
@@ -34,6 +35,9 @@ const SESSION_HEADER: HeaderName = HeaderName::from_static("mcp-session-id");
 /// upstream query.
 const MESSAGE_QUERY_PARAM: &str = "s";
 
+/// Largest body the authorization-server endpoints read (forms and registrations).
+const FACADE_MAX_BODY: usize = 64 * 1024;
+
 pub type UpstreamClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 
 /// Everything a request needs, built once at start.
@@ -41,6 +45,7 @@ pub struct Gateway {
     pub config: Config,
     pub key: Arc<SystemKey>,
     pub auth: Option<Arc<Authenticator>>,
+    pub facade: Option<Arc<Facade>>,
     pub sessions: SessionSealer,
     pub metrics: Arc<Metrics>,
     origins: OriginPolicy,
@@ -114,12 +119,14 @@ impl Gateway {
         config: Config,
         key: Arc<SystemKey>,
         auth: Option<Arc<Authenticator>>,
+        facade: Option<Arc<Facade>>,
         sessions: SessionSealer,
         metrics: Arc<Metrics>,
     ) -> Result<Self, UpstreamTlsError> {
         let client = upstream_client(&config)?;
         let required_scopes = match &config.auth {
             AuthConfig::Oidc(oidc) => oidc.required_scopes.clone(),
+            AuthConfig::AuthorizationServer(facade) => facade.scopes.clone(),
             AuthConfig::Anonymous => Vec::new(),
         };
         Ok(Self {
@@ -134,6 +141,7 @@ impl Gateway {
             config,
             key,
             auth,
+            facade,
             sessions,
             metrics,
         })
@@ -179,6 +187,7 @@ impl Gateway {
         match route {
             Route::NotFound => plain(StatusCode::NOT_FOUND, "not found"),
             Route::ResourceMetadata => self.resource_metadata(request.method()),
+            Route::Facade(endpoint) => self.facade(endpoint, request).await,
             Route::Mcp | Route::Sse | Route::Message => {
                 if !self.origins.permits(request.headers()) {
                     return plain(StatusCode::FORBIDDEN, "origin not allowed");
@@ -192,6 +201,27 @@ impl Gateway {
                 self.forward(route, principal, request, log).await
             }
         }
+    }
+
+    /// A request to the authorization-server facade; its form or JSON body is small.
+    async fn facade(&self, endpoint: Endpoint, request: Request<Incoming>) -> Response<Body> {
+        let Some(facade) = &self.facade else {
+            return plain(StatusCode::NOT_FOUND, "not found");
+        };
+        let (parts, incoming) = request.into_parts();
+        let body = match Limited::new(incoming, FACADE_MAX_BODY).collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(_) => return plain(StatusCode::PAYLOAD_TOO_LARGE, "request body too large"),
+        };
+        facade
+            .handle(
+                endpoint,
+                &parts.method,
+                parts.uri.query(),
+                &parts.headers,
+                body,
+            )
+            .await
     }
 
     fn resource_metadata(&self, method: &Method) -> Response<Body> {

@@ -1,6 +1,7 @@
 //! Which public route a request path names. Pure: the prefix comes from config.
 
-use crate::config::{Config, Transport};
+use crate::config::{AuthConfig, Config, Transport};
+use crate::facade::Endpoint;
 
 /// A public route of the gateway.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -13,6 +14,8 @@ pub enum Route {
     Message,
     /// Protected Resource Metadata (path-inserted or root).
     ResourceMetadata,
+    /// The authorization-server facade (`auth.mode: AuthorizationServer` only).
+    Facade(Endpoint),
     NotFound,
 }
 
@@ -24,6 +27,7 @@ impl Route {
             Route::Sse => "sse",
             Route::Message => "message",
             Route::ResourceMetadata => "resource_metadata",
+            Route::Facade(endpoint) => endpoint.name(),
             Route::NotFound => "not_found",
         }
     }
@@ -51,6 +55,11 @@ const PRM_ROOT: &str = "/.well-known/oauth-protected-resource";
 /// are not found.
 pub fn route(config: &Config, path: &str) -> Route {
     let prefix = config.prefix();
+    if matches!(config.auth, AuthConfig::AuthorizationServer(_))
+        && let Some(endpoint) = Endpoint::route(config, path)
+    {
+        return Route::Facade(endpoint);
+    }
     if let Some(rest) = path.strip_prefix(PRM_ROOT) {
         let inserted = format!("{prefix}/mcp");
         return if rest.is_empty() || rest == inserted {

@@ -84,37 +84,9 @@ impl SessionSealer {
         Self::new(vec![key])
     }
 
-    /// Parses a keys file: standard base64 (padding optional) of 32 bytes per line; blank lines
-    /// and `#` comments are ignored.
+    /// Parses a keys file (see [`parse_keys`]).
     pub fn from_keys_file_text(text: &str) -> Result<Self, SessionKeyError> {
-        let engine = GeneralPurpose::new(
-            &base64::alphabet::STANDARD,
-            GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
-        );
-        let mut keys = Vec::new();
-        for (index, line) in text.lines().enumerate() {
-            // `#` is not in the base64 alphabet, so a comment can also follow a key.
-            let line_text = line.split('#').next().unwrap_or_default().trim();
-            if line_text.is_empty() {
-                continue;
-            }
-            let bad = |problem: String| SessionKeyError::BadLine {
-                line: index + 1,
-                problem,
-            };
-            // The decoder's own error names the offending byte, which is key material.
-            let bytes = engine
-                .decode(line_text)
-                .map_err(|_| bad("not valid base64".into()))?;
-            let key: [u8; 32] = bytes
-                .try_into()
-                .map_err(|b: Vec<u8>| bad(format!("decodes to {} bytes, not 32", b.len())))?;
-            keys.push(key);
-        }
-        if keys.is_empty() {
-            return Err(SessionKeyError::NoKeys);
-        }
-        Ok(Self::new(keys))
+        Ok(Self::new(parse_keys(text)?))
     }
 
     /// The id to hand the client in place of `upstream_session_id`.
@@ -171,6 +143,39 @@ impl SessionSealer {
         // Only this code seals, and it seals UTF-8; anything else means a key leaked.
         String::from_utf8(plain).map_err(|_| SessionError::Rejected)
     }
+}
+
+/// Parses a keys file: standard base64 (padding optional) of 32 bytes per line; blank lines
+/// and `#` comments are ignored. The first key is the current one.
+pub fn parse_keys(text: &str) -> Result<Vec<[u8; 32]>, SessionKeyError> {
+    let engine = GeneralPurpose::new(
+        &base64::alphabet::STANDARD,
+        GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+    );
+    let mut keys = Vec::new();
+    for (index, line) in text.lines().enumerate() {
+        // `#` is not in the base64 alphabet, so a comment can also follow a key.
+        let line_text = line.split('#').next().unwrap_or_default().trim();
+        if line_text.is_empty() {
+            continue;
+        }
+        let bad = |problem: String| SessionKeyError::BadLine {
+            line: index + 1,
+            problem,
+        };
+        // The decoder's own error names the offending byte, which is key material.
+        let bytes = engine
+            .decode(line_text)
+            .map_err(|_| bad("not valid base64".into()))?;
+        let key: [u8; 32] = bytes
+            .try_into()
+            .map_err(|b: Vec<u8>| bad(format!("decodes to {} bytes, not 32", b.len())))?;
+        keys.push(key);
+    }
+    if keys.is_empty() {
+        return Err(SessionKeyError::NoKeys);
+    }
+    Ok(keys)
 }
 
 /// The version is authenticated too, so a later format cannot be confused with this one.

@@ -93,6 +93,23 @@ impl Authenticator {
         }
     }
 
+    /// An authenticator for tokens signed with keys it already holds (the facade's own):
+    /// nothing to fetch, ready at once. `jwks` is a JWKS document.
+    pub fn with_keys(
+        config: OidcConfig,
+        jwks: &str,
+        max_token_bytes: usize,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, String> {
+        let keys = KeySet::parse(jwks.as_bytes())?;
+        let mut auth = Self::new(config, max_token_bytes, metrics);
+        auth.keys = RwLock::new(Some(Arc::new(keys)));
+        // Never fetch: a token naming an unknown key is simply refused.
+        auth.fetching = tokio::sync::Mutex::new(Some(Instant::now()));
+        auth.refetch_interval = Duration::MAX;
+        Ok(auth)
+    }
+
     /// Fetches the keys in the background (discovery first unless `jwksUri` is set), retrying
     /// with backoff until it works, then refreshes them every 10 minutes. Never blocks; the
     /// task ends at its next wake-up once the last `Arc` to the authenticator is dropped (abort
