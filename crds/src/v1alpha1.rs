@@ -345,17 +345,132 @@ pub enum KeyVaultSync {
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("self.mode != 'Oidc' || has(self.oidc)").message("auth.mode Oidc needs auth.oidc with an issuer and at least one audience"))]
 #[x_kube(validation = Rule::new("self.mode == 'Oidc' || !has(self.oidc)").message("auth.oidc is only used with auth.mode Oidc; remove it or set mode: Oidc"))]
-#[x_kube(validation = Rule::new("self.mode != 'AuthorizationServer'").message("auth.mode AuthorizationServer is not available in this version yet; use Oidc"))]
+#[x_kube(validation = Rule::new("self.mode != 'AuthorizationServer' || has(self.authorizationServer)").message("auth.mode AuthorizationServer needs auth.authorizationServer with the IdP to sign users in at"))]
+#[x_kube(validation = Rule::new("self.mode == 'AuthorizationServer' || !has(self.authorizationServer)").message("auth.authorizationServer is only used with auth.mode AuthorizationServer"))]
 pub struct Auth {
     /// `Oidc`: clients present access tokens from an OpenID Connect provider (OAuth 2.1
-    /// resource server). `AuthorizationServer`: the gateway is an OAuth authorization-server
-    /// facade in front of an IdP without client registration, such as Entra ID (reserved).
+    /// resource server). `AuthorizationServer`: the gateway is the clients' OAuth
+    /// authorization server (registration, PKCE, consent) and signs users in at an IdP
+    /// without client registration, such as Entra ID.
     /// `Anonymous`: no client authentication; the system key is still kept server-side.
     pub mode: AuthMode,
 
     /// OpenID Connect settings, for mode `Oidc`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub oidc: Option<Oidc>,
+
+    /// Authorization-server facade settings, for mode `AuthorizationServer`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorization_server: Option<AuthorizationServer>,
+}
+
+/// The gateway as the MCP clients' authorization server. Its signing and sealing keys are in
+/// Secret `<name>-gateway-facade` (key `keys`, one base64 32-byte key per line, the first
+/// current), which the operator creates when absent; prepend a key to rotate.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AuthorizationServer {
+    /// Where users sign in.
+    pub idp: UpstreamIdp,
+
+    /// Scopes the gateway grants and requires, for example `mcp.tools`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(validation = Rule::new("self.all(s, s.matches('^[A-Za-z0-9._:/-]{1,128}$'))").message("auth.authorizationServer.scopes must be scope names such as mcp.tools (letters, digits, '.', '_', ':', '/', '-')"))]
+    #[schemars(length(max = 16))]
+    #[schemars(inner(length(max = 128)))]
+    pub scopes: Vec<String>,
+
+    /// Lifetime of the gateway's access tokens. Default 3600.
+    #[serde(default = "default_access_token_ttl")]
+    #[x_kube(validation = Rule::new("self >= 60 && self <= 86400").message("auth.authorizationServer.accessTokenTtlSeconds must be between 60 and 86400"))]
+    pub access_token_ttl_seconds: u32,
+
+    /// Lifetime of a refresh token; each use returns a new one. Default 604800 (7 days).
+    #[serde(default = "default_refresh_token_ttl")]
+    #[x_kube(validation = Rule::new("self >= 300 && self <= 7776000").message("auth.authorizationServer.refreshTokenTtlSeconds must be between 300 and 7776000 (90 days)"))]
+    pub refresh_token_ttl_seconds: u32,
+
+    /// If set, only users of these Entra tenants may sign in.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(validation = Rule::new("self.all(t, t.matches('^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$'))").message("auth.authorizationServer.allowedTenants must be Entra tenant IDs (GUIDs)"))]
+    #[schemars(length(max = 64))]
+    #[schemars(inner(length(max = 36)))]
+    pub allowed_tenants: Vec<String>,
+
+    /// Accept clients identified by a Client ID Metadata Document (an HTTPS `client_id`),
+    /// fetched with SSRF guards. Default true.
+    #[serde(default = "default_true")]
+    pub client_metadata_documents: bool,
+}
+
+/// The IdP the facade signs users in with, and the gateway's registration there.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct UpstreamIdp {
+    /// The IdP's issuer, for Entra `https://login.microsoftonline.com/<tenant>/v2.0`.
+    #[x_kube(validation = Rule::new("isURL(self) && (url(self).getScheme() == 'https' || (url(self).getScheme() == 'http' && url(self).getHostname() in ['127.0.0.1', 'localhost']))").message("auth.authorizationServer.idp.issuer must be an https URL such as https://login.microsoftonline.com/<tenant>/v2.0 (plain http only on 127.0.0.1 or localhost, for local testing)"))]
+    #[schemars(length(max = 512))]
+    pub issuer: String,
+
+    /// The gateway's application (client) ID at the IdP.
+    #[x_kube(validation = Rule::new("self.size() > 0").message("auth.authorizationServer.idp.clientId must be set"))]
+    #[schemars(length(max = 256))]
+    pub client_id: String,
+
+    /// The Secret (in the McpGateway's namespace) holding that application's client secret.
+    pub client_secret_ref: ClientSecretRef,
+
+    /// Scopes requested at the IdP. Default `openid profile`.
+    #[serde(default = "default_idp_scopes")]
+    #[schemars(length(max = 16))]
+    #[schemars(inner(length(max = 256)))]
+    pub scopes: Vec<String>,
+
+    /// `Entra` (default): no RFC 8707 `resource` parameter, users identified by `tid`/`oid`.
+    /// `Generic`: any OpenID provider.
+    #[serde(default)]
+    pub preset: IdpPreset,
+}
+
+/// A client secret in a Secret in the McpGateway's namespace.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ClientSecretRef {
+    /// Name of the Secret.
+    #[x_kube(validation = Rule::new("self.matches('^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$') && self.size() <= 253").message("auth.authorizationServer.idp.clientSecretRef.name must be a Secret name (lowercase letters, digits, '-' and '.')"))]
+    #[schemars(length(max = 253))]
+    pub name: String,
+
+    /// Key within the Secret's data. Default `client-secret`.
+    #[serde(default = "default_client_secret_key")]
+    #[x_kube(validation = Rule::new("self.matches('^[-._a-zA-Z0-9]{1,253}$')").message("auth.authorizationServer.idp.clientSecretRef.key must be a Secret data key"))]
+    #[schemars(length(max = 253))]
+    pub key: String,
+}
+
+fn default_client_secret_key() -> String {
+    "client-secret".into()
+}
+
+/// Which IdP conventions the facade follows.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum IdpPreset {
+    #[default]
+    Entra,
+    Generic,
+}
+
+fn default_access_token_ttl() -> u32 {
+    3600
+}
+fn default_refresh_token_ttl() -> u32 {
+    7 * 24 * 3600
+}
+fn default_true() -> bool {
+    true
+}
+fn default_idp_scopes() -> Vec<String> {
+    vec!["openid".into(), "profile".into()]
 }
 
 /// How clients authenticate.

@@ -16,7 +16,9 @@ use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
-use mcp_gateway_crds::v1alpha1::{KeyVaultSync, McpGateway, McpGatewayStatus, SystemKeyStatus};
+use mcp_gateway_crds::v1alpha1::{
+    AuthMode, KeyVaultSync, McpGateway, McpGatewayStatus, SystemKeyStatus,
+};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -342,7 +344,22 @@ async fn apply_all(
     objects: &Objects,
     sync_served: bool,
 ) -> Result<Deployment, Error> {
-    ensure_session_secret(&ctx.client, namespace, gateway).await?;
+    ensure_key_secret(
+        &ctx.client,
+        namespace,
+        build::session_secret_name(gateway),
+        |key| build::session_secret(gateway, key),
+    )
+    .await?;
+    if matches!(gateway.spec.auth.mode, AuthMode::AuthorizationServer) {
+        ensure_key_secret(
+            &ctx.client,
+            namespace,
+            build::facade_secret_name(gateway),
+            |key| build::facade_secret(gateway, key),
+        )
+        .await?;
+    }
     apply(&ctx.client, namespace, &objects.service_account).await?;
     if let (Some((kind, object)), true) = (&objects.key_sync, sync_served) {
         apply_dynamic(&ctx.client, namespace, kind, object).await?;
@@ -411,14 +428,15 @@ async fn check_key(
     })
 }
 
-/// Creates the Secret of session-sealing keys once; an existing one is never touched, so
-/// every replica keeps sharing the same keys.
-async fn ensure_session_secret(
+/// Creates a Secret of generated keys once (session sealing; the facade's keys); an
+/// existing one is never touched, so every replica keeps sharing the same keys and a user's
+/// rotation stands.
+async fn ensure_key_secret(
     client: &Client,
     namespace: &str,
-    gateway: &McpGateway,
+    name: String,
+    secret: impl FnOnce([u8; 32]) -> Secret,
 ) -> Result<(), Error> {
-    let name = build::session_secret_name(gateway);
     let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
     if secrets
         .get_metadata_opt(&name)
@@ -429,10 +447,7 @@ async fn ensure_session_secret(
         return Ok(());
     }
     let key: [u8; 32] = rand::random();
-    match secrets
-        .create(&PostParams::default(), &build::session_secret(gateway, key))
-        .await
-    {
+    match secrets.create(&PostParams::default(), &secret(key)).await {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
         Err(e) => Err(Error::CreateSessionSecret(name, e)),

@@ -3,11 +3,12 @@
 //! what to fix (shown in the `ConfigValid` condition and an Event). Pure: no API calls.
 
 use mcp_gateway_crds::v1alpha1::{
-    AuthMode, KeyVaultSource, KeyVaultSync, McpGateway, SecretStoreRef, SystemKey,
+    AuthMode, IdpPreset as CrdPreset, KeyVaultSource, KeyVaultSync, McpGateway, SecretStoreRef,
+    SystemKey,
 };
 use mcp_gateway_sidecar::config::{
-    AuthConfig, Config, KeyVaultConfig, Limits, OidcConfig, SessionConfig, SystemKeyConfig,
-    UpstreamConfig,
+    AuthConfig, ClientMetadataDocuments, Config, FacadeConfig, IdpConfig, IdpPreset,
+    KeyVaultConfig, Limits, OidcConfig, SessionConfig, SystemKeyConfig, UpstreamConfig,
 };
 
 /// Where things are mounted in the sidecar container.
@@ -15,6 +16,10 @@ pub const KEY_DIR: &str = "/var/run/secrets/mcp-gateway/system-key";
 pub const KEY_FILE_NAME: &str = "key";
 pub const SESSION_DIR: &str = "/var/run/secrets/mcp-gateway/session";
 pub const SESSION_FILE_NAME: &str = "keys";
+pub const IDP_DIR: &str = "/var/run/secrets/mcp-gateway/idp";
+pub const IDP_SECRET_FILE_NAME: &str = "client-secret";
+pub const FACADE_DIR: &str = "/var/run/secrets/mcp-gateway/facade";
+pub const FACADE_FILE_NAME: &str = "keys";
 pub const CONFIG_DIR: &str = "/etc/mcp-gateway";
 pub const CONFIG_FILE_NAME: &str = "config.yaml";
 pub const PUBLIC_PORT: u16 = 8080;
@@ -30,8 +35,17 @@ pub struct Plan {
     pub sidecar: Config,
     /// How the system key reaches the sidecar.
     pub key: KeySource,
+    /// With auth mode `AuthorizationServer`: the IdP client secret to mount.
+    pub facade: Option<FacadePlan>,
     /// The public MCP URL.
     pub url: String,
+}
+
+/// What the authorization-server facade needs mounted besides its keys Secret.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FacadePlan {
+    pub client_secret: String,
+    pub client_secret_key: String,
 }
 
 /// How the system key reaches the sidecar, with everything the operator renders for it.
@@ -273,6 +287,7 @@ pub fn validate(gateway: &McpGateway) -> Result<Plan, String> {
     }
     let spec = &gateway.spec;
     let (key, system_key) = key_source(name, &spec.system_key)?;
+    let mut facade = None;
     let auth = match spec.auth.mode {
         AuthMode::Anonymous => AuthConfig::Anonymous,
         AuthMode::Oidc => {
@@ -298,7 +313,34 @@ pub fn validate(gateway: &McpGateway) -> Result<Plan, String> {
             })
         }
         AuthMode::AuthorizationServer => {
-            return Err("auth.mode AuthorizationServer is not supported by this operator version yet; use Oidc".into());
+            let Some(server) = &spec.auth.authorization_server else {
+                return Err("auth.mode AuthorizationServer needs auth.authorizationServer".into());
+            };
+            facade = Some(FacadePlan {
+                client_secret: server.idp.client_secret_ref.name.clone(),
+                client_secret_key: server.idp.client_secret_ref.key.clone(),
+            });
+            AuthConfig::AuthorizationServer(FacadeConfig {
+                idp: IdpConfig {
+                    issuer: server.idp.issuer.clone(),
+                    client_id: server.idp.client_id.clone(),
+                    client_secret_file: format!("{IDP_DIR}/{IDP_SECRET_FILE_NAME}").into(),
+                    scopes: server.idp.scopes.clone(),
+                    preset: match server.idp.preset {
+                        CrdPreset::Entra => IdpPreset::Entra,
+                        CrdPreset::Generic => IdpPreset::Generic,
+                    },
+                },
+                keys_file: format!("{FACADE_DIR}/{FACADE_FILE_NAME}").into(),
+                scopes: server.scopes.clone(),
+                access_token_ttl_seconds: server.access_token_ttl_seconds.into(),
+                refresh_token_ttl_seconds: server.refresh_token_ttl_seconds.into(),
+                allowed_tenants: server.allowed_tenants.clone(),
+                client_metadata_documents: ClientMetadataDocuments {
+                    enabled: server.client_metadata_documents,
+                    ..Default::default()
+                },
+            })
         }
     };
     let upstream_url: url::Url = spec
@@ -339,7 +381,12 @@ pub fn validate(gateway: &McpGateway) -> Result<Plan, String> {
     };
     sidecar.validate().map_err(|e| e.to_string())?;
     let url = sidecar.resource_url();
-    Ok(Plan { sidecar, key, url })
+    Ok(Plan {
+        sidecar,
+        key,
+        facade,
+        url,
+    })
 }
 
 /// `/`, `/weather` or `/weather/` → `/` or `/weather` (no trailing slash but the root).
@@ -491,6 +538,45 @@ pub(crate) mod tests {
         assert_eq!((&kv.authority_host, &kv.token_file), (&None, &None));
         assert_eq!(plan.key.workload_identity(), Some(CLIENT));
         assert!(plan.key.describe("apps").contains("kv1"));
+    }
+
+    pub fn facade_spec() -> serde_json::Value {
+        let mut spec = oidc_spec();
+        spec["auth"] = serde_json::json!({"mode": "AuthorizationServer", "authorizationServer": {
+            "idp": {"issuer": "https://login.microsoftonline.com/t/v2.0", "clientId": "gw-app",
+                    "clientSecretRef": {"name": "entra-app"}},
+            "scopes": ["mcp.tools"]}});
+        spec
+    }
+
+    #[test]
+    fn authorization_server_mode_renders_the_facade() {
+        let plan = validate(&gateway(facade_spec())).unwrap();
+        let AuthConfig::AuthorizationServer(f) = &plan.sidecar.auth else {
+            panic!("{:?}", plan.sidecar.auth)
+        };
+        assert_eq!(f.idp.client_id, "gw-app");
+        assert_eq!(f.idp.scopes, ["openid", "profile"]);
+        assert_eq!(f.idp.preset, IdpPreset::Entra);
+        assert_eq!(
+            f.idp.client_secret_file.to_str().unwrap(),
+            "/var/run/secrets/mcp-gateway/idp/client-secret"
+        );
+        assert_eq!(
+            f.keys_file.to_str().unwrap(),
+            "/var/run/secrets/mcp-gateway/facade/keys"
+        );
+        assert_eq!(f.scopes, ["mcp.tools"]);
+        assert!(f.client_metadata_documents.enabled);
+        assert!(!f.client_metadata_documents.allow_private_addresses);
+        assert_eq!(
+            plan.facade,
+            Some(FacadePlan {
+                client_secret: "entra-app".into(),
+                client_secret_key: "client-secret".into()
+            })
+        );
+        assert_eq!(plan.sidecar.issuer_url(), "https://mcp.example.com/weather");
     }
 
     #[test]

@@ -230,9 +230,35 @@ async fn admission_rejects_invalid_gateways_with_a_message_and_stores_nothing() 
             "auth.oidc is only used with auth.mode Oidc",
         ),
         (
-            "authorization-server-not-yet",
-            with(base(), "/auth/mode", json!("AuthorizationServer")),
-            "AuthorizationServer is not available in this version",
+            "authorization-server-without-settings",
+            with(
+                with(base(), "/auth/oidc", Value::Null),
+                "/auth/mode",
+                json!("AuthorizationServer"),
+            ),
+            "auth.mode AuthorizationServer needs auth.authorizationServer",
+        ),
+        (
+            "authorization-server-settings-with-oidc",
+            with(
+                base(),
+                "/auth/authorizationServer",
+                json!({"idp": {"issuer": "https://login.microsoftonline.com/t/v2.0", "clientId": "c", "clientSecretRef": {"name": "s"}}}),
+            ),
+            "auth.authorizationServer is only used with auth.mode AuthorizationServer",
+        ),
+        (
+            "authorization-server-http-idp",
+            with(
+                with(
+                    with(base(), "/auth/oidc", Value::Null),
+                    "/auth/mode",
+                    json!("AuthorizationServer"),
+                ),
+                "/auth/authorizationServer",
+                json!({"idp": {"issuer": "http://idp.example/t", "clientId": "c", "clientSecretRef": {"name": "s"}}}),
+            ),
+            "idp.issuer must be an https URL",
         ),
         (
             "prefix-relative",

@@ -20,11 +20,12 @@ use mcp_gateway_crds::v1alpha1::McpGateway;
 use super::key_sync::{CSI_CLASS_ATTRIBUTE, CSI_DRIVER};
 use super::service_account::USE_LABEL;
 use super::{
-    CONFIG_HASH_ANNOTATION, Defaults, labels, metadata, object_name, selector, session_secret_name,
+    CONFIG_HASH_ANNOTATION, Defaults, facade_secret_name, labels, metadata, object_name, selector,
+    session_secret_name,
 };
 use crate::validate::{
-    ADMIN_PORT, CONFIG_DIR, CONFIG_FILE_NAME, KEY_DIR, KEY_FILE_NAME, KeySource, PUBLIC_PORT, Plan,
-    SESSION_DIR,
+    ADMIN_PORT, CONFIG_DIR, CONFIG_FILE_NAME, FACADE_DIR, IDP_DIR, IDP_SECRET_FILE_NAME, KEY_DIR,
+    KEY_FILE_NAME, KeySource, PUBLIC_PORT, Plan, SESSION_DIR,
 };
 
 /// A small footprint by default: the sidecar idles at a few MB.
@@ -167,6 +168,12 @@ pub fn deployment(
                 Some(mount("config", CONFIG_DIR)),
                 key_volume.as_ref().map(|_| mount(KEY_VOLUME, KEY_DIR)),
                 Some(mount("session-keys", SESSION_DIR)),
+                plan.facade
+                    .as_ref()
+                    .map(|_| mount("idp-client-secret", IDP_DIR)),
+                plan.facade
+                    .as_ref()
+                    .map(|_| mount("facade-keys", FACADE_DIR)),
             ]
             .into_iter()
             .flatten()
@@ -207,6 +214,20 @@ pub fn deployment(
                     session_secret_name(gateway),
                     None,
                 )),
+                plan.facade.as_ref().map(|f| {
+                    secret_volume(
+                        "idp-client-secret",
+                        f.client_secret.clone(),
+                        Some(vec![KeyToPath {
+                            key: f.client_secret_key.clone(),
+                            path: IDP_SECRET_FILE_NAME.into(),
+                            ..Default::default()
+                        }]),
+                    )
+                }),
+                plan.facade
+                    .as_ref()
+                    .map(|_| secret_volume("facade-keys", facade_secret_name(gateway), None)),
             ]
             .into_iter()
             .flatten()

@@ -46,6 +46,25 @@ pub fn public_paths(plan: &Plan) -> Vec<String> {
     if prefix.is_empty() {
         paths.push("/.well-known/oauth-protected-resource".into());
     }
+    if plan.facade.is_some() {
+        // The authorization server: its metadata where clients look for an issuer with this
+        // path, and its endpoints.
+        paths.push(format!("/.well-known/oauth-authorization-server{prefix}"));
+        paths.push(format!("/.well-known/openid-configuration{prefix}"));
+        if !prefix.is_empty() {
+            paths.push(format!("{prefix}/.well-known/openid-configuration"));
+        }
+        for endpoint in [
+            "authorize",
+            "consent",
+            "callback",
+            "token",
+            "register",
+            "jwks",
+        ] {
+            paths.push(format!("{prefix}/oauth/{endpoint}"));
+        }
+    }
     paths
 }
 
@@ -186,5 +205,28 @@ mod tests {
                 .iter()
                 .all(|p| p.path_type == "Exact")
         );
+    }
+
+    #[test]
+    fn the_facade_adds_its_metadata_and_endpoints() {
+        let gw = crate::validate::tests::gateway(crate::validate::tests::facade_spec());
+        let plan = crate::validate::validate(&gw).unwrap();
+        let paths = public_paths(&plan);
+        for p in [
+            "/.well-known/oauth-authorization-server/weather",
+            "/.well-known/openid-configuration/weather",
+            "/weather/.well-known/openid-configuration",
+            "/weather/oauth/authorize",
+            "/weather/oauth/callback",
+            "/weather/oauth/token",
+            "/weather/oauth/register",
+        ] {
+            assert!(paths.iter().any(|x| x == p), "{p} in {paths:?}");
+            // Each path the sidecar serves is one the router recognises.
+            assert!(
+                mcp_gateway_sidecar::facade::Endpoint::route(&plan.sidecar, p).is_some(),
+                "{p}"
+            );
+        }
     }
 }

@@ -72,6 +72,14 @@ pub fn session_secret_name(gateway: &McpGateway) -> String {
     )
 }
 
+/// The Secret holding the authorization-server facade's keys (created once by the operator).
+pub fn facade_secret_name(gateway: &McpGateway) -> String {
+    format!(
+        "{}-gateway-facade",
+        gateway.metadata.name.as_deref().unwrap_or_default()
+    )
+}
+
 /// Labels on every object: the [`selector`] plus component and manager.
 pub fn labels(gateway: &McpGateway) -> BTreeMap<String, String> {
     let mut labels = selector(gateway);
@@ -115,15 +123,31 @@ pub fn owner_reference(gateway: &McpGateway) -> OwnerReference {
 /// A new session-keys Secret holding one random 32-byte key (base64, one per line: the
 /// format the sidecar reads). Created only when absent; never overwritten.
 pub fn session_secret(gateway: &McpGateway, key: [u8; 32]) -> Secret {
+    key_secret(
+        gateway,
+        session_secret_name(gateway),
+        crate::validate::SESSION_FILE_NAME,
+        key,
+    )
+}
+
+/// A new facade-keys Secret, in the same format (prepend a line to rotate).
+pub fn facade_secret(gateway: &McpGateway, key: [u8; 32]) -> Secret {
+    key_secret(
+        gateway,
+        facade_secret_name(gateway),
+        crate::validate::FACADE_FILE_NAME,
+        key,
+    )
+}
+
+fn key_secret(gateway: &McpGateway, name: String, file: &str, key: [u8; 32]) -> Secret {
     use base64::Engine;
     let line = base64::engine::general_purpose::STANDARD.encode(key);
     Secret {
-        metadata: metadata(gateway, session_secret_name(gateway)),
+        metadata: metadata(gateway, name),
         type_: Some("Opaque".into()),
-        string_data: Some(BTreeMap::from([(
-            crate::validate::SESSION_FILE_NAME.to_string(),
-            format!("{line}\n"),
-        )])),
+        string_data: Some(BTreeMap::from([(file.to_string(), format!("{line}\n"))])),
         ..Default::default()
     }
 }
