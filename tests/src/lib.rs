@@ -1,10 +1,12 @@
 //! The harness for end-to-end tests: real processes (the sidecar binary, the Node fixtures,
 //! a local kube-apiserver + etcd), each killed when its handle drops, even on panic.
 
+pub mod browser;
 pub mod cluster;
 pub mod fixtures;
 pub mod operator;
 pub mod process;
+pub mod round_robin;
 pub mod sidecar;
 pub mod whole_path;
 

@@ -1,0 +1,651 @@
+//! The authorization-server facade with real peers: the real sidecar binary, a real OpenID
+//! provider (`oidc-provider`) configured like Entra ID (no registration endpoint, no PKCE
+//! methods in its metadata, `resource` refused), the Functions stand-in upstream, and real
+//! MCP clients. The browser part of each sign-in is `mcp_gateway_tests::browser`, a cookie-jar
+//! user agent that also answers the consent page; the IdP's own login auto-approves (a test
+//! fixture setting).
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::Context;
+use base64::Engine;
+use mcp_gateway_sidecar::config::Config;
+use mcp_gateway_sidecar::facade::pkce;
+use mcp_gateway_tests::TempDir;
+use mcp_gateway_tests::browser::Browser;
+use mcp_gateway_tests::fixtures::{self, Standin, node_dir};
+use mcp_gateway_tests::process::Process;
+use mcp_gateway_tests::round_robin::RoundRobin;
+use mcp_gateway_tests::sidecar::{Sidecar, public_listener};
+use serde_json::{Value, json};
+
+const GATEWAY_CLIENT: &str = "mcp-gateway-app";
+const GATEWAY_SECRET: &str = "IDPSECRET-facade-test-51c0";
+const SYSTEM_KEY: &str = "SYSKEY-facade-test-7e21";
+const REDIRECT: &str = "http://127.0.0.1/callback";
+const SCOPE: &str = "mcp.tools";
+
+/// oidc-provider in its Entra-like mode, with the gateway's confidential client registered
+/// for `callback`.
+struct EntraLike {
+    issuer: String,
+    _process: Process,
+}
+
+impl EntraLike {
+    fn start(callbacks: &[String]) -> anyhow::Result<Self> {
+        let dir = node_dir();
+        let node22 = dir.join("bin/node22");
+        let clients = json!([{
+            "client_id": GATEWAY_CLIENT, "client_secret": GATEWAY_SECRET,
+            "grant_types": ["authorization_code", "refresh_token"], "response_types": ["code"],
+            "redirect_uris": callbacks, "token_endpoint_auth_method": "client_secret_post",
+            "scope": "openid profile offline_access",
+        }]);
+        let node = if node22.exists() {
+            node22
+        } else {
+            PathBuf::from("node")
+        };
+        let mut c = Command::new(node);
+        c.current_dir(&dir).arg("oidc-provider.mjs").args([
+            "--port",
+            "0",
+            "--entra-like",
+            "--scopes",
+            "openid profile offline_access",
+            "--subject",
+            "alice",
+            "--clients",
+            &clients.to_string(),
+        ]);
+        let (process, ready) =
+            Process::spawn_ready("oidc-provider", c, None, Duration::from_secs(30))?;
+        Ok(Self {
+            issuer: ready["issuer"].as_str().context("issuer")?.to_string(),
+            _process: process,
+        })
+    }
+}
+
+/// Files a facade gateway reads.
+struct Files {
+    dir: TempDir,
+}
+
+impl Files {
+    fn new() -> Self {
+        let dir = TempDir::new("facade");
+        let write = |name: &str, text: &str| std::fs::write(dir.path().join(name), text).unwrap();
+        write("system-key", SYSTEM_KEY);
+        write("client-secret", GATEWAY_SECRET);
+        let key = |b: u8| base64::engine::general_purpose::STANDARD.encode([b; 32]);
+        write("facade-keys", &format!("{}\n", key(7)));
+        write("session-keys", &format!("{}\n", key(9)));
+        Self { dir }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+}
+
+fn facade_config(
+    listen: std::net::SocketAddr,
+    public: &str,
+    prefix: &str,
+    idp: &str,
+    upstream: &str,
+    files: &Files,
+) -> Config {
+    serde_json::from_value(json!({
+        "listen": listen.to_string(),
+        "publicBaseUrl": public,
+        "pathPrefix": prefix,
+        "upstream": {"url": upstream},
+        "systemKey": {"file": files.path("system-key")},
+        "session": {"keysFile": files.path("session-keys")},
+        "auth": {
+            "mode": "AuthorizationServer",
+            "idp": {"issuer": idp, "clientId": GATEWAY_CLIENT,
+                    "clientSecretFile": files.path("client-secret"), "preset": "Entra"},
+            "keysFile": files.path("facade-keys"),
+            "scopes": [SCOPE],
+        },
+    }))
+    .unwrap()
+}
+
+/// One gateway at `<base>/weather` with an Entra-like IdP and the stand-in.
+struct Stack {
+    files: Files,
+    idp: EntraLike,
+    _standin: Standin,
+    sidecar: Sidecar,
+    base: String,
+}
+
+impl Stack {
+    async fn start() -> Stack {
+        let files = Files::new();
+        let standin = Standin::start(&files.path("system-key")).expect("stand-in");
+        let (listen, base) = public_listener();
+        let idp = EntraLike::start(&[format!("{base}/weather/oauth/callback")]).expect("IdP");
+        let config = facade_config(listen, &base, "/weather", &idp.issuer, &standin.url, &files);
+        let sidecar = Sidecar::start(config).expect("sidecar");
+        sidecar.wait_ready().await.expect("ready");
+        Stack {
+            files,
+            idp,
+            _standin: standin,
+            sidecar,
+            base,
+        }
+    }
+
+    fn issuer(&self) -> String {
+        format!("{}/weather", self.base)
+    }
+
+    fn resource(&self) -> String {
+        format!("{}/weather/mcp", self.base)
+    }
+}
+
+async fn register(http: &reqwest::Client, issuer: &str, redirect: &str) -> String {
+    let r = http
+        .post(format!("{issuer}/oauth/register"))
+        .json(&json!({"redirect_uris": [redirect], "client_name": "Rust test client"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let v: Value = r.json().await.unwrap();
+    v["client_id"].as_str().unwrap().to_string()
+}
+
+fn authorize_url(
+    issuer: &str,
+    client_id: &str,
+    verifier: &str,
+    state: &str,
+    resource: &str,
+) -> String {
+    let mut url = url::Url::parse(&format!("{issuer}/oauth/authorize")).unwrap();
+    url.query_pairs_mut()
+        .append_pair("response_type", "code")
+        .append_pair("client_id", client_id)
+        .append_pair("redirect_uri", REDIRECT)
+        .append_pair("code_challenge", &pkce::challenge(verifier))
+        .append_pair("code_challenge_method", "S256")
+        .append_pair("state", state)
+        .append_pair("scope", SCOPE)
+        .append_pair("resource", resource);
+    url.to_string()
+}
+
+async fn token(http: &reqwest::Client, issuer: &str, form: &[(&str, &str)]) -> (u16, Value) {
+    let r = http
+        .post(format!("{issuer}/oauth/token"))
+        .form(form)
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.json().await.unwrap())
+}
+
+/// Signs in through the gateway and the IdP; returns the code.
+async fn sign_in(
+    browser: &Browser,
+    issuer: &str,
+    client_id: &str,
+    verifier: &str,
+    resource: &str,
+) -> String {
+    let landing = browser
+        .sign_in(
+            &authorize_url(issuer, client_id, verifier, "st-1", resource),
+            REDIRECT,
+            "approve",
+        )
+        .await
+        .expect("sign-in");
+    assert_eq!(landing.param("state").as_deref(), Some("st-1"));
+    assert_eq!(
+        landing.param("iss").as_deref(),
+        Some(issuer),
+        "RFC 9207 iss"
+    );
+    landing.param("code").expect("a code")
+}
+
+fn call_echo(url: &str, token: &str) -> (bool, Value, String) {
+    fixtures::mcp_client(&[
+        "--url",
+        url,
+        "--transport",
+        "streamable",
+        "--token",
+        token,
+        "--call",
+        "echo",
+        "--args",
+        r#"{"message":"through the facade"}"#,
+    ])
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_client_registers_signs_in_through_the_idp_and_calls_a_tool() {
+    let stack = Stack::start().await;
+    let issuer = stack.issuer();
+    let http = reqwest::Client::new();
+
+    // Discovery as a client does it: 401 → PRM → authorization-server metadata.
+    let r = http.post(stack.resource()).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    let challenge = r.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        challenge.contains("/.well-known/oauth-protected-resource/weather/mcp"),
+        "{challenge}"
+    );
+    let prm: Value = http
+        .get(format!(
+            "{}/.well-known/oauth-protected-resource/weather/mcp",
+            stack.base
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(prm["authorization_servers"][0], issuer);
+    let metadata: Value = http
+        .get(format!(
+            "{}/.well-known/oauth-authorization-server/weather",
+            stack.base
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(metadata["issuer"], issuer);
+    assert_eq!(
+        metadata["code_challenge_methods_supported"],
+        json!(["S256"])
+    );
+    // The IdP itself would fail a strict client: that is why the facade exists.
+    let idp_metadata: Value = http
+        .get(format!(
+            "{}/.well-known/openid-configuration",
+            stack.idp.issuer
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        idp_metadata
+            .get("code_challenge_methods_supported")
+            .is_none()
+    );
+    assert!(idp_metadata.get("registration_endpoint").is_none());
+
+    let client_id = register(&http, &issuer, REDIRECT).await;
+    let browser = Browser::new();
+    let verifier = pkce::random_token();
+    let code = sign_in(&browser, &issuer, &client_id, &verifier, &stack.resource()).await;
+    let form = [
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("client_id", client_id.as_str()),
+        ("redirect_uri", REDIRECT),
+        ("code_verifier", verifier.as_str()),
+        ("resource", &stack.resource()),
+    ];
+    let (status, tokens) = token(&http, &issuer, &form).await;
+    assert_eq!(status, 200, "{tokens}");
+    let access = tokens["access_token"].as_str().unwrap().to_string();
+    // The token carries the IdP user (Entra: tid/oid), the resource and the scope.
+    let claims: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(access.split('.').nth(1).unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(claims["aud"], stack.resource());
+    assert_eq!(claims["iss"], issuer);
+    assert_eq!(claims["scope"], SCOPE);
+    assert!(
+        claims["sub"].as_str().unwrap().contains('/'),
+        "tid/oid subject: {claims}"
+    );
+
+    let (ok, out, raw) = call_echo(&stack.resource(), &access);
+    assert!(ok, "{raw}");
+    assert!(
+        out["result"].to_string().contains("through the facade"),
+        "{out}"
+    );
+
+    // The same code again: refused (single use).
+    let (status, body) = token(&http, &issuer, &form).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
+
+    // Refresh rotates; the old refresh token is then refused and ends the sign-in.
+    let r1 = tokens["refresh_token"].as_str().unwrap().to_string();
+    let refresh = |t: String| {
+        let http = &http;
+        let issuer = &issuer;
+        let client_id = client_id.clone();
+        async move {
+            token(
+                http,
+                issuer,
+                &[
+                    ("grant_type", "refresh_token"),
+                    ("refresh_token", &t),
+                    ("client_id", &client_id),
+                ],
+            )
+            .await
+        }
+    };
+    let (status, second) = refresh(r1.clone()).await;
+    assert_eq!(status, 200, "{second}");
+    let (ok, _, raw) = call_echo(&stack.resource(), second["access_token"].as_str().unwrap());
+    assert!(ok, "the refreshed token works: {raw}");
+    let (status, body) = refresh(r1).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
+    let (_, body) = refresh(second["refresh_token"].as_str().unwrap().to_string()).await;
+    assert_eq!(body["error_description"], "the refresh token was revoked");
+
+    // PKCE: a code redeemed with another verifier is refused.
+    let code = sign_in(&browser, &issuer, &client_id, &verifier, &stack.resource()).await;
+    let wrong = pkce::random_token();
+    let (status, body) = token(
+        &http,
+        &issuer,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("client_id", &client_id),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", &wrong),
+        ],
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
+
+    // Denied at the consent page: the client hears access_denied, with iss.
+    let landing = browser
+        .sign_in(
+            &authorize_url(&issuer, &client_id, &verifier, "st-2", &stack.resource()),
+            REDIRECT,
+            "deny",
+        )
+        .await
+        .unwrap();
+    assert_eq!(landing.param("error").as_deref(), Some("access_denied"));
+    assert_eq!(landing.param("iss").as_deref(), Some(issuer.as_str()));
+
+    // The IdP's secret and the system key never reach a log line.
+    let logs = stack.sidecar.logs();
+    for secret in [GATEWAY_SECRET, SYSTEM_KEY, access.as_str()] {
+        assert!(!logs.contains(secret));
+    }
+}
+
+#[tokio::test]
+async fn hostile_requests_get_the_right_oauth_error() {
+    let stack = Stack::start().await;
+    let issuer = stack.issuer();
+    let http = reqwest::Client::new();
+    let client_id = register(&http, &issuer, REDIRECT).await;
+    let verifier = pkce::random_token();
+    let get = |url: String| {
+        let http = &http;
+        async move { http.get(url).send().await.unwrap() }
+    };
+
+    // An altered redirect URI, and a redirect URI that is not https or loopback: shown, not
+    // redirected, so a code can never be sent there.
+    for redirect in ["http://127.0.0.1/other", "https://attacker.example/cb"] {
+        let url = authorize_url(&issuer, &client_id, &verifier, "s", &stack.resource()).replace(
+            &url::form_urlencoded::byte_serialize(REDIRECT.as_bytes()).collect::<String>(),
+            &url::form_urlencoded::byte_serialize(redirect.as_bytes()).collect::<String>(),
+        );
+        let r = get(url).await;
+        assert_eq!(r.status(), 400, "{redirect}");
+        assert!(r.headers().get("location").is_none());
+    }
+    // Registration refuses them up front too.
+    let r = http
+        .post(format!("{issuer}/oauth/register"))
+        .json(&json!({"redirect_uris": ["http://attacker.example/cb"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["error"],
+        "invalid_redirect_uri"
+    );
+
+    // A tampered client_id.
+    let mut tampered = client_id.clone().into_bytes();
+    let last = tampered.len() - 5;
+    tampered[last] = if tampered[last] == b'A' { b'B' } else { b'A' };
+    let tampered = String::from_utf8(tampered).unwrap();
+    let r = get(authorize_url(
+        &issuer,
+        &tampered,
+        &verifier,
+        "s",
+        &stack.resource(),
+    ))
+    .await;
+    assert_eq!(r.status(), 400);
+    assert!(
+        r.text()
+            .await
+            .unwrap()
+            .contains("not issued by this gateway")
+    );
+
+    // A Client ID Metadata Document on a private address: refused before any request.
+    let r = get(authorize_url(
+        &issuer,
+        "https://169.254.169.254/latest/meta-data/client.json",
+        &verifier,
+        "s",
+        &stack.resource(),
+    ))
+    .await;
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("private"));
+
+    // A token request for another resource.
+    let (status, body) = token(
+        &http,
+        &issuer,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", "x"),
+            ("client_id", &client_id),
+            ("code_verifier", &verifier),
+            ("resource", "https://other.example/mcp"),
+        ],
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_target"))
+    );
+
+    // A token the gateway minted for another resource (another gateway with the same keys)
+    // does not open this one.
+    let browser = Browser::new();
+    let other_resource = format!("{}/other/mcp", stack.base);
+    let r = get(authorize_url(
+        &issuer,
+        &client_id,
+        &verifier,
+        "s",
+        &other_resource,
+    ))
+    .await;
+    assert_eq!(
+        r.status(),
+        302,
+        "a resource that is not this server is redirected as an error"
+    );
+    let location = r.headers()["location"].to_str().unwrap().to_string();
+    assert!(location.contains("error=invalid_target"), "{location}");
+    // And a syntactically valid JWT signed by someone else is refused at /mcp.
+    let code = sign_in(&browser, &issuer, &client_id, &verifier, &stack.resource()).await;
+    let (_, tokens) = token(
+        &http,
+        &issuer,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("client_id", &client_id),
+            ("code_verifier", &verifier),
+        ],
+    )
+    .await;
+    let access = tokens["access_token"].as_str().unwrap();
+    let mut parts: Vec<&str> = access.split('.').collect();
+    let forged_claims = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(json!({"iss": issuer, "aud": stack.resource(), "sub": "mallory", "scope": SCOPE, "exp": 4102444800u64}).to_string());
+    parts[1] = &forged_claims;
+    let forged = parts.join(".");
+    let ping = |url: String, bearer: String| {
+        let http = &http;
+        async move {
+            http.post(url)
+                .bearer_auth(bearer)
+                .header("accept", "application/json, text/event-stream")
+                .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "ping"}))
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(ping(stack.resource(), forged).await.status(), 401);
+
+    // A genuine token of this gateway presented to another gateway (same facade keys,
+    // another resource): its audience is wrong there.
+    let (listen, other_base) = public_listener();
+    let other = Sidecar::start(facade_config(
+        listen,
+        &other_base,
+        "/news",
+        &stack.idp.issuer,
+        &stack.sidecar.url,
+        &stack.files,
+    ))
+    .unwrap();
+    other.wait_ready().await.unwrap();
+    let r = ping(format!("{other_base}/news/mcp"), access.to_string()).await;
+    assert_eq!(r.status(), 401);
+    assert!(
+        r.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .contains("invalid_token")
+    );
+    // The same token works where it belongs.
+    assert_ne!(
+        ping(stack.resource(), access.to_string()).await.status(),
+        401
+    );
+}
+
+#[tokio::test]
+async fn two_replicas_behind_round_robin_share_nothing_but_keys() {
+    let files = Files::new();
+    let standin = Standin::start(&files.path("system-key")).expect("stand-in");
+    let (public, base) = public_listener();
+    let idp = EntraLike::start(&[format!("{base}/weather/oauth/callback")]).expect("IdP");
+    let mut replicas = Vec::new();
+    for _ in 0..2 {
+        let (listen, _) = public_listener();
+        let config = facade_config(listen, &base, "/weather", &idp.issuer, &standin.url, &files);
+        let sidecar = Sidecar::start(config).expect("sidecar");
+        sidecar.wait_ready().await.unwrap();
+        replicas.push(sidecar);
+    }
+    let backends = replicas
+        .iter()
+        .map(|s| s.url.trim_start_matches("http://").parse().unwrap())
+        .collect();
+    let balancer = RoundRobin::start(public, backends).await.unwrap();
+    let issuer = format!("{base}/weather");
+    let resource = format!("{base}/weather/mcp");
+
+    // Every request on a new connection: register, authorize, consent, callback and token
+    // each land on the replica after the previous one's.
+    let browser = Browser::one_connection_per_request();
+    let client_id = register(browser.http(), &issuer, REDIRECT).await;
+    let verifier = pkce::random_token();
+    let code = sign_in(&browser, &issuer, &client_id, &verifier, &resource).await;
+    let (status, tokens) = token(
+        browser.http(),
+        &issuer,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("client_id", &client_id),
+            ("code_verifier", &verifier),
+            ("redirect_uri", REDIRECT),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200, "{tokens}");
+    let counts = balancer.counts();
+    assert!(
+        counts.iter().all(|&c| c >= 2),
+        "both replicas served the sign-in: {counts:?}"
+    );
+    // The token works on both replicas.
+    for replica in &replicas {
+        let r = browser
+            .http()
+            .post(format!("{}/weather/mcp", replica.url))
+            .bearer_auth(tokens["access_token"].as_str().unwrap())
+            .header("accept", "application/json, text/event-stream")
+            .json(
+                &json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+                "protocolVersion": "2025-06-18", "capabilities": {},
+                "clientInfo": {"name": "t", "version": "0"}}}),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{}", replica.url);
+    }
+    // And an SDK client's whole session alternates between them.
+    let (ok, _, raw) = call_echo(&resource, tokens["access_token"].as_str().unwrap());
+    assert!(ok, "{raw}");
+}
