@@ -1,5 +1,7 @@
 //! The Node test fixtures in `tests/fixtures/node` (see its README): the Functions host
-//! stand-in, the OIDC provider, and the TypeScript SDK client. `npm ci` there first.
+//! stand-in, the OIDC provider (also in its `--entra-like` mode), the TypeScript SDK clients
+//! (bearer/client_credentials, and the authorization-code flow through a headless browser), and
+//! the Python SDK clients in `tests/fixtures/python`. `npm ci` there first.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -66,9 +68,29 @@ impl Standin {
     }
 }
 
-/// A real OpenID provider (`oidc-provider`) minting audience-bound JWT access tokens.
+/// Node 22 when `npm ci` installed it (oidc-provider's supported runtime), else `node`.
+fn node22_command(script: &str) -> Command {
+    let dir = node_dir();
+    let node22 = dir.join("bin/node22");
+    let node = if node22.exists() {
+        node22
+    } else {
+        PathBuf::from("node")
+    };
+    let mut c = Command::new(node);
+    c.current_dir(&dir).arg(script);
+    c
+}
+
+/// A real OpenID provider (`oidc-provider`) minting audience-bound JWT access tokens, or (from
+/// [`Idp::start_entra_like`]) one that behaves like Microsoft Entra ID's v2 endpoints.
 pub struct Idp {
     pub issuer: String,
+    /// `http://127.0.0.1:<port>`: the test-only routes (`/_test/...`) live here.
+    pub url: String,
+    /// The whole ready line (`--entra-like` adds tenantId, discoveryUrl, authorizationEndpoint,
+    /// tokenEndpoint, gatewayClientId, subject, oid).
+    pub ready: Value,
     _process: Process,
 }
 
@@ -78,11 +100,34 @@ pub const CLIENT_SECRET: &str = "test-secret";
 pub const OTHER_CLIENT_ID: &str = "mcp-other";
 pub const OTHER_CLIENT_SECRET: &str = "other-secret";
 
+/// `--entra-like`: the tenant GUID (the `tid` claim; the issuer is
+/// `http://127.0.0.1:<port>/<tid>/v2.0`).
+pub const ENTRA_TENANT_ID: &str = "5e7a1c3b-0d2f-4e8a-9b6c-7f1e2d3c4b5a";
+/// `--entra-like`: the pre-registered confidential client for the gateway (a "web" app
+/// registration): `client_secret_post`, authorization_code + refresh_token, scope
+/// `openid profile offline_access`, redirect URIs = [`EntraLike::redirect_uris`], matched
+/// exactly (port included). Present only when redirect URIs are given and `clients` is not.
+pub const ENTRA_GATEWAY_CLIENT_ID: &str = "0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d";
+pub const ENTRA_GATEWAY_CLIENT_SECRET: &str = "gateway-test-secret";
+
+/// Options for [`Idp::start_entra_like`].
+#[derive(Debug, Default, Clone)]
+pub struct EntraLike {
+    /// Redirect URIs of the gateway client ([`ENTRA_GATEWAY_CLIENT_ID`]), e.g.
+    /// `http://127.0.0.1:<gateway port>/weather/oauth/callback`. Clients can also be added
+    /// after start with [`Idp::add_clients`] (when the gateway's port is known only later).
+    pub redirect_uris: Vec<String>,
+    /// Replaces the default clients (a JSON array of oidc-provider client metadata).
+    pub clients: Option<Value>,
+    /// Another tenant GUID (lower case) than [`ENTRA_TENANT_ID`].
+    pub tenant_id: Option<String>,
+    /// The user logins are made as (default `test-user`); see also [`Idp::set_subject`].
+    pub subject: Option<String>,
+}
+
 impl Idp {
     /// Starts the provider with two confidential clients ([`CLIENT_ID`], [`OTHER_CLIENT_ID`]).
     pub fn start() -> anyhow::Result<Self> {
-        let dir = node_dir();
-        let node22 = dir.join("bin/node22");
         let client = |id: &str, secret: &str| {
             serde_json::json!({
                 "client_id": id, "client_secret": secret,
@@ -93,24 +138,66 @@ impl Idp {
             client(CLIENT_ID, CLIENT_SECRET),
             client(OTHER_CLIENT_ID, OTHER_CLIENT_SECRET)
         ]);
-        let node = if node22.exists() {
-            node22
-        } else {
-            PathBuf::from("node")
-        };
-        let mut c = Command::new(node);
-        c.current_dir(&dir).arg("oidc-provider.mjs").args([
-            "--port",
-            "0",
-            "--clients",
-            &clients.to_string(),
-        ]);
+        let mut c = node22_command("oidc-provider.mjs");
+        c.args(["--port", "0", "--clients", &clients.to_string()]);
+        Self::spawn(c)
+    }
+
+    /// Starts the provider in `--entra-like` mode (see oidc-provider.mjs and the README): no
+    /// DCR, no `code_challenge_methods_supported` (PKCE still required), `resource` rejected
+    /// with AADSTS9010010, ID tokens with `tid`/`oid` and a pairwise `sub`, no `iss` in
+    /// authorization responses, discovery at `<issuer>/.well-known/openid-configuration` only.
+    pub fn start_entra_like(options: &EntraLike) -> anyhow::Result<Self> {
+        let mut c = node22_command("oidc-provider.mjs");
+        c.args(["--port", "0", "--entra-like"]);
+        for uri in &options.redirect_uris {
+            c.args(["--redirect-uri", uri]);
+        }
+        if let Some(clients) = &options.clients {
+            c.args(["--clients", &clients.to_string()]);
+        }
+        if let Some(tenant) = &options.tenant_id {
+            c.args(["--tenant-id", tenant]);
+        }
+        if let Some(subject) = &options.subject {
+            c.args(["--subject", subject]);
+        }
+        Self::spawn(c)
+    }
+
+    fn spawn(command: Command) -> anyhow::Result<Self> {
         let (process, ready) =
-            Process::spawn_ready("oidc-provider", c, None, Duration::from_secs(30))?;
+            Process::spawn_ready("oidc-provider", command, None, Duration::from_secs(30))?;
         Ok(Self {
             issuer: ready["issuer"].as_str().context("issuer")?.to_string(),
+            url: ready["url"].as_str().context("url")?.to_string(),
+            ready,
             _process: process,
         })
+    }
+
+    /// Later logins are made as `subject`. Returns `{"subject", "oid", "tid"}` (`oid`/`tid`
+    /// with `--entra-like` only).
+    pub async fn set_subject(&self, subject: &str) -> anyhow::Result<Value> {
+        let res = reqwest::Client::new()
+            .post(format!("{}/_test/subject", self.url))
+            .query(&[("sub", subject)])
+            .send()
+            .await?;
+        anyhow::ensure!(res.status().is_success(), "set subject: {}", res.status());
+        Ok(res.json().await?)
+    }
+
+    /// Registers more clients (oidc-provider client metadata: one object or an array), e.g. the
+    /// gateway's confidential client once its callback URL is known.
+    pub async fn add_clients(&self, clients: &Value) -> anyhow::Result<()> {
+        let res = reqwest::Client::new()
+            .post(format!("{}/_test/clients", self.url))
+            .json(clients)
+            .send()
+            .await?;
+        anyhow::ensure!(res.status().is_success(), "add clients: {}", res.status());
+        Ok(())
     }
 
     /// A client_credentials access token for `resource` with `scope`, signed with `alg`.
@@ -163,9 +250,32 @@ pub fn mcp_client(args: &[&str]) -> anyhow::Result<(bool, Value, String)> {
     run_client(c)
 }
 
+/// Runs the TypeScript SDK's OAuth authorization-code client (`mcp-oauth-client.mjs`: DCR or
+/// `--cimd-url`, a headless browser through the consent page and the IdP, PKCE, tools/call,
+/// a refresh) with `args`; returns the same as [`mcp_client`]. Pass `--url <mcp url>`.
+pub fn mcp_oauth_client(args: &[&str]) -> anyhow::Result<(bool, Value, String)> {
+    let mut c = node_command("mcp-oauth-client.mjs");
+    c.args(args);
+    run_client(c)
+}
+
 /// Runs the Python SDK client (`tests/fixtures/python/mcp_client.py`, in the venv that
 /// `scripts/test` makes) with `args`; returns the same as [`mcp_client`].
 pub fn python_client(args: &[&str]) -> anyhow::Result<(bool, Value, String)> {
+    let mut c = python_command("mcp_client.py");
+    c.args(args);
+    run_client(c)
+}
+
+/// Runs the Python SDK's OAuth authorization-code client (`mcp_oauth_client.py`), the
+/// counterpart of [`mcp_oauth_client`]; returns the same as [`mcp_client`].
+pub fn python_oauth_client(args: &[&str]) -> anyhow::Result<(bool, Value, String)> {
+    let mut c = python_command("mcp_oauth_client.py");
+    c.args(args);
+    run_client(c)
+}
+
+fn python_command(script: &str) -> Command {
     let dir = workspace_root().join("tests/fixtures/python");
     let python = dir.join(".venv/bin/python");
     assert!(
@@ -173,8 +283,8 @@ pub fn python_client(args: &[&str]) -> anyhow::Result<(bool, Value, String)> {
         "tests/fixtures/python/.venv is missing: run scripts/test (it makes the venv)"
     );
     let mut c = Command::new(python);
-    c.arg(dir.join("mcp_client.py")).args(args);
-    run_client(c)
+    c.arg(dir.join(script));
+    c
 }
 
 /// A client fixture prints one JSON line last on stdout.
