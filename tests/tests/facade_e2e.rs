@@ -419,7 +419,11 @@ async fn a_client_registers_signs_in_through_the_idp_and_calls_a_tool() {
 async fn hostile_requests_get_the_right_oauth_error() {
     let stack = Stack::start().await;
     let issuer = stack.issuer();
-    let http = reqwest::Client::new();
+    // Redirects are looked at, not followed.
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
     let client_id = register(&http, &issuer, REDIRECT).await;
     let verifier = pkce::random_token();
     let get = |url: String| {
@@ -582,7 +586,8 @@ async fn hostile_requests_get_the_right_oauth_error() {
     );
 }
 
-#[tokio::test]
+// Multi-threaded: the balancer runs on the test's runtime while the SDK client blocks a thread.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_behind_round_robin_share_nothing_but_keys() {
     let files = Files::new();
     let standin = Standin::start(&files.path("system-key")).expect("stand-in");
@@ -648,4 +653,156 @@ async fn two_replicas_behind_round_robin_share_nothing_but_keys() {
     // And an SDK client's whole session alternates between them.
     let (ok, _, raw) = call_echo(&resource, tokens["access_token"].as_str().unwrap());
     assert!(ok, "{raw}");
+}
+
+#[tokio::test]
+async fn the_typescript_and_python_sdks_log_in_and_refresh() {
+    let stack = Stack::start().await;
+    let resource = stack.resource();
+    let args = [
+        "--url",
+        resource.as_str(),
+        "--call",
+        "echo",
+        "--args",
+        r#"{"message":"sdk through the facade"}"#,
+    ];
+    // The TypeScript SDK: 401 → PRM → metadata → DCR → authorize (consent, IdP) → token →
+    // tools/call → refresh → tools/call.
+    let (ok, out, raw) = fixtures::mcp_oauth_client(&args).unwrap();
+    assert!(ok, "{raw}");
+    assert_eq!(out["registered"], "dcr", "{out}");
+    assert!(
+        out["result"].to_string().contains("sdk through the facade"),
+        "{out}"
+    );
+    assert_eq!(out["refreshed"], true, "{out}");
+    assert_eq!(out["refreshRotated"], true, "{out}");
+    assert!(
+        out["resultAfterRefresh"]
+            .to_string()
+            .contains("sdk through the facade")
+    );
+
+    // The Python SDK: it also checks `iss` against the metadata's issuer, byte for byte.
+    let (ok, out, raw) = fixtures::python_oauth_client(&args).unwrap();
+    assert!(ok, "{raw}");
+    assert_eq!(out["registered"], "dcr", "{out}");
+    assert_eq!(out["refreshed"], true, "{out}");
+    assert!(
+        out["resultAfterRefresh"]
+            .to_string()
+            .contains("sdk through the facade")
+    );
+
+    // Denied at the consent page: the SDK reports access_denied, and has no token.
+    let (ok, out, _) = fixtures::mcp_oauth_client(&[
+        "--url",
+        resource.as_str(),
+        "--decision",
+        "deny",
+        "--skip-refresh",
+    ])
+    .unwrap();
+    assert!(!ok);
+    assert!(
+        out["error"].as_str().unwrap().contains("access_denied"),
+        "{out}"
+    );
+    let logs = stack.sidecar.logs();
+    assert!(!logs.contains(GATEWAY_SECRET) && !logs.contains(SYSTEM_KEY));
+}
+
+/// Serves one JSON document over https on 127.0.0.1 (a client's metadata document).
+async fn serve_document(dir: &std::path::Path, listener: tokio::net::TcpListener, body: String) {
+    use http_body_util::Full;
+    use hyper::service::service_fn;
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    let acceptor =
+        tokio_rustls::TlsAcceptor::from(mcp_gateway_tests::tls::server_config(dir, &[b"http/1.1"]));
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let (acceptor, body) = (acceptor.clone(), body.clone());
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let service = service_fn(move |_req| {
+                    let body = body.clone();
+                    async move {
+                        hyper::Response::builder()
+                            .header("content-type", "application/json")
+                            .body(Full::new(bytes::Bytes::from(body)))
+                    }
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(tls), service)
+                    .await;
+            });
+        }
+    });
+}
+
+// Multi-threaded: the document server runs on the test's runtime while the client blocks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_id_metadata_document_client_logs_in_without_registering() {
+    let files = Files::new();
+    mcp_gateway_tests::tls::make_certificates(files.dir.path());
+    let standin = Standin::start(&files.path("system-key")).expect("stand-in");
+    let (listen, base) = public_listener();
+    let idp = EntraLike::start(&[format!("{base}/weather/oauth/callback")]).expect("IdP");
+    let mut config = facade_config(listen, &base, "/weather", &idp.issuer, &standin.url, &files);
+    if let mcp_gateway_sidecar::config::AuthConfig::AuthorizationServer(f) = &mut config.auth {
+        // Test setting: the document is served on loopback by a test CA.
+        f.client_metadata_documents.allow_private_addresses = true;
+        f.client_metadata_documents.ca_file = Some(files.path("ca.pem"));
+    }
+    let sidecar = Sidecar::start(config).expect("sidecar");
+    sidecar.wait_ready().await.unwrap();
+
+    let documents = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let cimd_url = format!(
+        "https://127.0.0.1:{}/clients/mcp-test.json",
+        documents.local_addr().unwrap().port()
+    );
+    let redirect = {
+        let (addr, _) = public_listener();
+        format!("http://{addr}/callback")
+    };
+    let resource = format!("{base}/weather/mcp");
+    let (ok, document, raw) = fixtures::mcp_oauth_client(&[
+        "--url",
+        &resource,
+        "--cimd-url",
+        &cimd_url,
+        "--redirect-url",
+        &redirect,
+        "--print-client-metadata",
+    ])
+    .unwrap();
+    assert!(ok, "{raw}");
+    assert_eq!(document["client_id"], cimd_url.as_str());
+    serve_document(files.dir.path(), documents, document.to_string()).await;
+
+    let (ok, out, raw) = tokio::task::spawn_blocking(move || {
+        fixtures::mcp_oauth_client(&[
+            "--url",
+            &resource,
+            "--cimd-url",
+            &cimd_url,
+            "--redirect-url",
+            &redirect,
+            "--call",
+            "echo",
+            "--args",
+            r#"{"message":"cimd"}"#,
+        ])
+        .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(ok, "{raw}\n{}", sidecar.logs());
+    assert_eq!(out["registered"], "cimd", "{out}");
+    assert!(out["result"].to_string().contains("cimd"), "{out}");
+    assert_eq!(out["refreshed"], true, "{out}");
 }
