@@ -453,3 +453,112 @@ async fn two_replicas_elect_one_leader_and_the_other_takes_over() {
     .await;
     assert!(standby_op.logs().contains("became the leader"));
 }
+
+#[tokio::test]
+async fn authorization_server_gateways_get_facade_keys_mounts_and_routes() {
+    let cluster = Cluster::shared().expect("local control plane");
+    cluster.install_crd().unwrap();
+    let client = cluster.client().await.unwrap();
+    let ns = TestNamespace::new(&client, "facade").await.unwrap();
+    let _operator = Operator::start(&cluster.kubeconfig, &["--leader-election=false"])
+        .expect("operator starts");
+    let gateways: Api<McpGateway> = Api::namespaced(client.clone(), &ns.name);
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns.name);
+    secrets
+        .create(&PostParams::default(), &key_secret("fn-keys", KEY))
+        .await
+        .unwrap();
+    let gw: McpGateway = serde_json::from_value(json!({
+        "apiVersion": "mcpgateway.dev/v1alpha1", "kind": "McpGateway",
+        "metadata": {"name": "entra"},
+        "spec": {
+            "upstream": {"url": "https://weather-fn.azurewebsites.net"},
+            "systemKey": {"secretRef": {"name": "fn-keys"}},
+            "auth": {"mode": "AuthorizationServer", "authorizationServer": {
+                "idp": {"issuer": "https://login.microsoftonline.com/aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee/v2.0",
+                        "clientId": "gateway-app", "clientSecretRef": {"name": "entra-app"}},
+                "scopes": ["mcp.tools"]}},
+            "route": {"host": "mcp.example.com", "pathPrefix": "/entra"},
+        }
+    }))
+    .unwrap();
+    gateways.create(&PostParams::default(), &gw).await.unwrap();
+
+    // The facade's keys: generated once, in the format the sidecar reads, never rewritten.
+    let facade_secret = eventually(30, "facade keys Secret", || async {
+        secrets
+            .get_opt("entra-gateway-facade")
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or("not yet".to_string())
+    })
+    .await;
+    let keys = String::from_utf8(facade_secret.data.unwrap()["keys"].0.clone()).unwrap();
+    assert!(mcp_gateway_sidecar::facade::keys::FacadeKeys::from_file_text(&keys).is_ok());
+    assert_eq!(
+        facade_secret.metadata.owner_references.unwrap()[0].name,
+        "entra"
+    );
+
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns.name);
+    let pod = deployments
+        .get("entra-gateway")
+        .await
+        .unwrap()
+        .spec
+        .unwrap()
+        .template
+        .spec
+        .unwrap();
+    let volumes = pod.volumes.unwrap();
+    let secret_of = |name: &str| {
+        volumes
+            .iter()
+            .find(|v| v.name == name)
+            .and_then(|v| v.secret.as_ref())
+            .and_then(|s| s.secret_name.clone())
+    };
+    assert_eq!(secret_of("idp-client-secret").as_deref(), Some("entra-app"));
+    assert_eq!(
+        secret_of("facade-keys").as_deref(),
+        Some("entra-gateway-facade")
+    );
+
+    let ingresses: Api<Ingress> = Api::namespaced(client.clone(), &ns.name);
+    let paths: Vec<String> = ingresses
+        .get("entra-gateway")
+        .await
+        .unwrap()
+        .spec
+        .unwrap()
+        .rules
+        .unwrap()[0]
+        .http
+        .as_ref()
+        .unwrap()
+        .paths
+        .iter()
+        .filter_map(|p| p.path.clone())
+        .collect();
+    for expected in [
+        "/.well-known/oauth-authorization-server/entra",
+        "/entra/oauth/authorize",
+        "/entra/oauth/callback",
+        "/entra/oauth/token",
+        "/entra/oauth/register",
+    ] {
+        assert!(
+            paths.iter().any(|p| p == expected),
+            "{expected} in {paths:?}"
+        );
+    }
+    let cm: Api<ConfigMap> = Api::namespaced(client.clone(), &ns.name);
+    let config: Config =
+        serde_yaml::from_str(&cm.get("entra-gateway").await.unwrap().data.unwrap()["config.yaml"])
+            .unwrap();
+    assert_eq!(config.issuer_url(), "https://mcp.example.com/entra");
+    assert!(matches!(
+        config.auth,
+        mcp_gateway_sidecar::config::AuthConfig::AuthorizationServer(_)
+    ));
+}
