@@ -3,6 +3,7 @@
 
 pub mod browser;
 pub mod cluster;
+pub mod facade;
 pub mod fixtures;
 pub mod operator;
 pub mod process;
