@@ -101,7 +101,8 @@ pub fn validate(gateway: &McpGateway) -> Result<Plan, String> {
             ca_file: None,
         },
         system_key: SystemKeyConfig {
-            file: format!("{KEY_DIR}/{KEY_FILE_NAME}").into(),
+            file: Some(format!("{KEY_DIR}/{KEY_FILE_NAME}").into()),
+            key_vault: None,
             header: spec.system_key.header.clone(),
         },
         auth,
@@ -164,7 +165,7 @@ pub(crate) mod tests {
         assert_eq!(c.path_prefix, "/weather");
         assert_eq!(c.upstream.path, "/runtime/webhooks/mcp");
         assert_eq!(
-            c.system_key.file.to_str().unwrap(),
+            c.system_key.file.as_deref().unwrap().to_str().unwrap(),
             "/var/run/secrets/mcp-gateway/system-key/key"
         );
         let AuthConfig::Oidc(oidc) = &c.auth else {

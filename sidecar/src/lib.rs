@@ -7,6 +7,7 @@ pub mod config;
 pub mod cors;
 pub mod forward;
 pub mod key;
+pub mod keyvault;
 pub mod mcp_peek;
 pub mod metadata;
 pub mod metrics;

@@ -204,7 +204,7 @@ pub async fn run(cluster: Arc<Cluster>, say: &dyn Fn(&str)) -> anyhow::Result<Wh
     )?;
     let (listen, local_base) = public_listener();
     config.listen = listen;
-    config.system_key.file = mounted_key;
+    config.system_key.file = Some(mounted_key);
     config.session.keys_file = Some(session_file);
     let sidecar = Sidecar::start(config)?;
     sidecar.wait_ready().await?;
