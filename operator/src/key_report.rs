@@ -6,43 +6,9 @@
 //! The operator already reaches every pod's admin port for nothing else, so it asks.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use serde::Deserialize;
 
-/// One pod's `/keyz` answer. Fields the operator does not use are ignored, so the sidecar
-/// can add more.
-#[derive(Deserialize, Clone, Debug, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct PodKeyReport {
-    /// The key has been loaded (from any source) at least once.
-    pub loaded: bool,
-    /// When the pod last loaded a new key value.
-    #[serde(default)]
-    pub last_changed: Option<Time>,
-    /// The Key Vault secret version in use (`Direct` only).
-    #[serde(default)]
-    pub version: Option<String>,
-    pub upstream: UpstreamReport,
-    /// Why the key source is failing right now (the last good key is still used).
-    #[serde(default)]
-    pub source_error: Option<String>,
-}
-
-#[derive(Deserialize, Clone, Debug, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct UpstreamReport {
-    pub verdict: Verdict,
-    #[serde(default)]
-    pub since: Option<Time>,
-}
-
-/// The Function App's answer to the key, as of the last request that carried it.
-#[derive(Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Verdict {
-    Accepted,
-    Rejected,
-    /// No request has reached the upstream yet.
-    Unknown,
-}
+/// One pod's `/keyz` answer: the sidecar's own type, so both sides share one contract.
+pub use mcp_gateway_sidecar::key::{KeyStatus as PodKeyReport, Verdict};
 
 /// All pods together.
 #[derive(Clone, Debug, PartialEq, Default)]
@@ -78,8 +44,13 @@ pub fn aggregate(reports: &[PodKeyReport]) -> KeyReport {
             Verdict::Rejected => out.rejected += 1,
             Verdict::Unknown => {}
         }
-        if r.last_changed > out.last_changed {
-            out.last_changed = r.last_changed.clone();
+        let changed = r
+            .last_changed
+            .as_deref()
+            .and_then(|t| t.parse().ok())
+            .map(Time);
+        if changed > out.last_changed {
+            out.last_changed = changed;
             out.version = r.version.clone();
         }
         if let Some(error) = &r.source_error {
@@ -100,11 +71,11 @@ mod tests {
     }
 
     #[test]
-    fn reads_the_sidecar_contract_and_ignores_extra_fields() {
+    fn reads_the_sidecar_contract() {
         let r = report(serde_json::json!({
             "source": "KeyVault", "loaded": true, "lastChanged": "2026-11-28T07:00:00Z",
             "version": "v2", "upstream": {"verdict": "Rejected", "since": "2026-11-28T07:01:00Z",
-            "rejections": 3}, "sourceError": null, "somethingNew": 1}));
+            "rejections": 3}, "sourceError": null}));
         assert!(r.loaded);
         assert_eq!(r.upstream.verdict, Verdict::Rejected);
         assert_eq!(r.version.as_deref(), Some("v2"));
@@ -113,15 +84,17 @@ mod tests {
     #[test]
     fn newest_change_wins_and_verdicts_are_counted() {
         let a = report(
-            serde_json::json!({"loaded": true, "lastChanged": "2026-11-28T07:00:00Z",
+            serde_json::json!({"source": "KeyVault", "loaded": true, "lastChanged": "2026-11-28T07:00:00Z",
             "version": "old", "upstream": {"verdict": "Accepted"}}),
         );
         let b = report(
-            serde_json::json!({"loaded": true, "lastChanged": "2026-11-28T08:00:00Z",
+            serde_json::json!({"source": "KeyVault", "loaded": true, "lastChanged": "2026-11-28T08:00:00Z",
             "version": "new", "upstream": {"verdict": "Rejected"},
             "sourceError": "Key Vault unreachable"}),
         );
-        let c = report(serde_json::json!({"loaded": false, "upstream": {"verdict": "Unknown"}}));
+        let c = report(
+            serde_json::json!({"source": "File", "loaded": false, "upstream": {"verdict": "Unknown"}}),
+        );
         let k = aggregate(&[a, b, c]);
         assert_eq!((k.pods, k.loaded, k.accepted, k.rejected), (3, 2, 1, 1));
         assert_eq!(k.version.as_deref(), Some("new"));

@@ -3,7 +3,8 @@
 //! `examples/sidecar/config.yaml` is a complete, commented example.
 //!
 //! The config holds no secrets: the system key and the session keys are read from files
-//! (mounted Secrets) named here, so the ConfigMap can be shown to anyone.
+//! (mounted Secrets) named here, or the system key from Key Vault with a workload identity
+//! whose token is a file too, so the ConfigMap can be shown to anyone.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -20,7 +21,8 @@ pub struct Config {
     /// Where MCP clients connect (behind the Ingress). Default `0.0.0.0:8080`.
     #[serde(default = "default_listen")]
     pub listen: SocketAddr,
-    /// Health and metrics (`/livez`, `/readyz`, `/metrics`). Default `0.0.0.0:9090`.
+    /// Health, metrics and the key's status (`/livez`, `/readyz`, `/metrics`, `/keyz`).
+    /// Default `0.0.0.0:9090`.
     #[serde(default = "default_admin_listen")]
     pub admin_listen: SocketAddr,
     /// Scheme and host clients use, e.g. `https://mcp.example.com`. Every URL the gateway
@@ -69,15 +71,15 @@ pub struct UpstreamConfig {
     pub ca_file: Option<PathBuf>,
 }
 
-/// Where the Functions system key is read from, and how it is sent upstream.
+/// Where the Functions system key is read from (exactly one of `file` or `keyVault`), and
+/// how it is sent upstream.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SystemKeyConfig {
     /// A file holding the key (a mounted Secret or CSI volume); re-read when it changes.
-    /// Exactly one of `file` and `keyVault`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file: Option<PathBuf>,
-    /// Read the key from Azure Key Vault over REST with a workload-identity token.
+    /// Read the key from Azure Key Vault directly, with Azure workload identity.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_vault: Option<KeyVaultConfig>,
     /// Request header the key is sent in. Default `x-functions-key`.
@@ -85,26 +87,65 @@ pub struct SystemKeyConfig {
     pub header: String,
 }
 
-/// A Key Vault secret read directly (Azure workload identity).
+/// A Key Vault secret holding the system key, read with a workload identity token
+/// (client assertion from a projected service account token file). The identity fields
+/// default to the variables the AKS workload identity webhook injects.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct KeyVaultConfig {
+    /// The vault, e.g. `https://my-vault.vault.azure.net` (https; http only on loopback).
     pub vault_url: Url,
+    /// The secret, e.g. `host--systemKey--mcp-095extension`.
     pub secret_name: String,
+    /// How often the secret is read again. Default 300, at least 5. A key the Function App
+    /// rejects also triggers a (rate-limited) read.
     #[serde(default = "default_refresh_seconds")]
-    pub refresh_seconds: u64,
+    pub refresh_seconds: u32,
+    /// Client ID of the identity. Default: env `AZURE_CLIENT_ID`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_id: Option<String>,
+    /// Entra tenant of the identity. Default: env `AZURE_TENANT_ID`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tenant_id: Option<String>,
+    /// Entra authority. Default: env `AZURE_AUTHORITY_HOST`, else
+    /// `https://login.microsoftonline.com/` (https; http only on loopback).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub authority_host: Option<Url>,
+    /// The federated (service account) token file, re-read for every token request.
+    /// Default: env `AZURE_FEDERATED_TOKEN_FILE`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_file: Option<PathBuf>,
 }
 
-fn default_refresh_seconds() -> u64 {
-    300
+/// The least `keyVault.refreshSeconds`.
+pub const MIN_KEY_VAULT_REFRESH_SECONDS: u32 = 5;
+
+/// Whether `url` is an https URL, or an http URL on a loopback host (local tests only).
+pub fn https_or_loopback(url: &Url) -> bool {
+    match url.scheme() {
+        "https" => url.host().is_some(),
+        "http" => match url.host() {
+            Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+            None => false,
+        },
+        _ => false,
+    }
+}
+
+/// A Key Vault secret name: 1-127 letters, digits and `-`.
+pub fn is_key_vault_secret_name(name: &str) -> bool {
+    (1..=127).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+}
+
+/// A client ID, tenant ID or tenant domain: safe as one URL path segment.
+pub fn is_id_segment(id: &str) -> bool {
+    (1..=256).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+        && !id.starts_with('.')
 }
 
 /// How clients authenticate.
@@ -293,6 +334,9 @@ fn default_stream_idle_timeout() -> u32 {
 fn default_key_header() -> String {
     mcp_gateway_crds::v1alpha1::DEFAULT_KEY_HEADER.into()
 }
+fn default_refresh_seconds() -> u32 {
+    300
+}
 fn default_leeway() -> u64 {
     60
 }
@@ -318,6 +362,65 @@ pub enum ConfigError {
     },
     #[error("{0}")]
     Invalid(String),
+}
+
+impl KeyVaultConfig {
+    /// The checks that need no environment; the identity defaults are resolved at start.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |m: &str| Err(ConfigError::Invalid(m.to_string()));
+        if !https_or_loopback(&self.vault_url) {
+            return invalid(
+                "systemKey.keyVault.vaultUrl must be an https URL such as https://my-vault.vault.azure.net",
+            );
+        }
+        if self.vault_url.path() != "/"
+            || self.vault_url.query().is_some()
+            || self.vault_url.fragment().is_some()
+            || !self.vault_url.username().is_empty()
+            || self.vault_url.password().is_some()
+        {
+            return invalid(
+                "systemKey.keyVault.vaultUrl must be the vault's base URL, with no path, query or credentials",
+            );
+        }
+        if !is_key_vault_secret_name(&self.secret_name) {
+            return invalid(
+                "systemKey.keyVault.secretName must be a Key Vault secret name: 1-127 letters, digits and '-'",
+            );
+        }
+        if self.refresh_seconds < MIN_KEY_VAULT_REFRESH_SECONDS {
+            return invalid("systemKey.keyVault.refreshSeconds must be at least 5");
+        }
+        if self
+            .client_id
+            .as_deref()
+            .is_some_and(|c| c.is_empty() || !is_id_segment(c))
+        {
+            return invalid(
+                "systemKey.keyVault.clientId must be the identity's client ID (a GUID)",
+            );
+        }
+        if self.tenant_id.as_deref().is_some_and(|t| !is_id_segment(t)) {
+            return invalid("systemKey.keyVault.tenantId must be a tenant ID (a GUID) or domain");
+        }
+        if self
+            .authority_host
+            .as_ref()
+            .is_some_and(|a| !https_or_loopback(a) || a.query().is_some())
+        {
+            return invalid(
+                "systemKey.keyVault.authorityHost must be an https URL such as https://login.microsoftonline.com/",
+            );
+        }
+        if self
+            .token_file
+            .as_ref()
+            .is_some_and(|f| f.as_os_str().is_empty())
+        {
+            return invalid("systemKey.keyVault.tokenFile must not be empty");
+        }
+        Ok(())
+    }
 }
 
 impl Config {
@@ -363,6 +466,15 @@ impl Config {
         }
         if http::HeaderName::from_bytes(self.system_key.header.as_bytes()).is_err() {
             return invalid("systemKey.header must be a valid header name");
+        }
+        match (&self.system_key.file, &self.system_key.key_vault) {
+            (Some(_), None) => {}
+            (None, Some(kv)) => kv.validate()?,
+            _ => {
+                return invalid(
+                    "systemKey needs exactly one of file (a mounted key file) or keyVault (read from Azure Key Vault)",
+                );
+            }
         }
         if let AuthConfig::Oidc(oidc) = &self.auth {
             if oidc.issuer.is_empty() {
@@ -489,6 +601,95 @@ mod tests {
         let mut config = example();
         config.system_key.header = "bad header".into();
         assert!(config.validate().is_err());
+    }
+
+    fn key_vault() -> KeyVaultConfig {
+        serde_yaml::from_str(
+            "vaultUrl: https://my-vault.vault.azure.net\nsecretName: host--systemKey--mcp-095extension\n",
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn key_vault_source_parses_with_defaults() {
+        let config: Config = serde_yaml::from_str(
+            "publicBaseUrl: https://a.example\nupstream: {url: https://b.example}\nauth: {mode: Anonymous}\nsystemKey:\n  keyVault:\n    vaultUrl: https://my-vault.vault.azure.net\n    secretName: host--systemKey--mcp-095extension\n    clientId: 00000000-1111-2222-3333-444444444444\n",
+        )
+        .unwrap();
+        config.validate().unwrap();
+        let kv = config.system_key.key_vault.as_ref().unwrap();
+        assert_eq!(kv.refresh_seconds, 300);
+        assert_eq!(kv.tenant_id, None);
+        assert_eq!(config.system_key.file, None);
+        assert_eq!(config.system_key.header, "x-functions-key");
+        // Unset optional fields are not rendered.
+        let yaml = serde_yaml::to_string(&config.system_key).unwrap();
+        assert!(!yaml.contains("file"), "{yaml}");
+        assert!(!yaml.contains("tenantId"), "{yaml}");
+    }
+
+    #[test]
+    fn exactly_one_key_source() {
+        let mut config = example();
+        config.system_key.key_vault = Some(key_vault());
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("exactly one of file"), "{err}");
+        config.system_key.file = None;
+        config.validate().unwrap();
+        config.system_key.key_vault = None;
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("exactly one of file"), "{err}");
+    }
+
+    #[test]
+    fn key_vault_mistakes_become_messages() {
+        let check = |patch: fn(&mut KeyVaultConfig)| {
+            let mut kv = key_vault();
+            patch(&mut kv);
+            kv.validate().map_err(|e| e.to_string())
+        };
+        check(|_| {}).unwrap();
+        assert!(
+            check(|k| k.vault_url = Url::parse("http://vault.example").unwrap())
+                .unwrap_err()
+                .contains("https")
+        );
+        check(|k| k.vault_url = Url::parse("http://127.0.0.1:8200").unwrap()).unwrap();
+        check(|k| k.vault_url = Url::parse("http://localhost:8200").unwrap()).unwrap();
+        check(|k| k.vault_url = Url::parse("http://[::1]:8200").unwrap()).unwrap();
+        assert!(
+            check(|k| k.vault_url = Url::parse("https://v.example/x").unwrap())
+                .unwrap_err()
+                .contains("no path")
+        );
+        assert!(
+            check(|k| k.secret_name = "a_b".into())
+                .unwrap_err()
+                .contains("secretName")
+        );
+        assert!(check(|k| k.secret_name = String::new()).is_err());
+        assert!(
+            check(|k| k.refresh_seconds = 4)
+                .unwrap_err()
+                .contains("at least 5")
+        );
+        check(|k| k.refresh_seconds = 5).unwrap();
+        assert!(
+            check(|k| k.tenant_id = Some("a/b".into()))
+                .unwrap_err()
+                .contains("tenantId")
+        );
+        assert!(
+            check(|k| k.client_id = Some("x?y".into()))
+                .unwrap_err()
+                .contains("clientId")
+        );
+        assert!(
+            check(|k| k.authority_host = Some(Url::parse("http://login.example/").unwrap()))
+                .unwrap_err()
+                .contains("authorityHost")
+        );
+        check(|k| k.authority_host = Some(Url::parse("http://127.0.0.1:9/").unwrap())).unwrap();
     }
 
     #[test]

@@ -8,6 +8,7 @@ pub mod cors;
 pub mod facade;
 pub mod forward;
 pub mod key;
+pub mod keyvault;
 pub mod mcp_peek;
 pub mod metadata;
 pub mod metrics;

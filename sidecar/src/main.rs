@@ -49,13 +49,12 @@ async fn main() -> anyhow::Result<()> {
     let config = Config::load(&args.config)?;
     let metrics = Arc::new(Metrics::new());
 
-    let Some(key_file) = config.system_key.file.clone() else {
-        anyhow::bail!(
-            "systemKey.keyVault is not supported by this sidecar build; use systemKey.file"
-        );
-    };
-    let key = SystemKey::new(key_file, metrics.clone());
-    tokio::spawn(key.clone().watch());
+    let key = SystemKey::from_config(&config.system_key, metrics.clone(), |name| {
+        std::env::var(name).ok()
+    })
+    .map_err(anyhow::Error::msg)
+    .context("cannot use the system key source")?;
+    key.start();
 
     let sessions = match &config.session.keys_file {
         Some(path) => {

@@ -24,6 +24,14 @@ pub struct Outcome {
     pub outcome: &'static str,
 }
 
+/// A Key Vault fetch: why it ran (`periodic` or `rejection`) and how it ended
+/// (`ok`, `unreachable`, `denied`, `not_found`, `invalid`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KeyFetch {
+    pub trigger: &'static str,
+    pub outcome: &'static str,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct Route {
     pub route: &'static str,
@@ -46,6 +54,10 @@ pub struct Metrics {
     pub upstream_key_rejections: Counter,
     /// Authorization-server facade requests by endpoint and outcome.
     pub oauth: Family<OauthLabels, Counter>,
+    pub upstream_key_retries: Counter,
+    pub upstream_key_rejected: Gauge,
+    pub key_source_fetches: Family<KeyFetch, Counter>,
+    pub key_source_failing: Gauge,
     registry: Registry,
 }
 
@@ -60,6 +72,10 @@ impl Metrics {
         let jwks_refreshes = Family::<Outcome, Counter>::default();
         let open_streams = Gauge::default();
         let upstream_key_rejections = Counter::default();
+        let upstream_key_retries = Counter::default();
+        let upstream_key_rejected = Gauge::default();
+        let key_source_fetches = Family::<KeyFetch, Counter>::default();
+        let key_source_failing = Gauge::default();
         let mut registry = Registry::with_prefix("mcp_gateway");
         registry.register("requests", "Requests by route and status", requests.clone());
         registry.register(
@@ -74,7 +90,7 @@ impl Metrics {
         );
         registry.register(
             "key_reloads",
-            "System key file reloads by outcome",
+            "System key loads (ok: a new key is in use) and source failures (error)",
             key_reloads.clone(),
         );
         registry.register(
@@ -89,7 +105,7 @@ impl Metrics {
         );
         registry.register(
             "upstream_key_rejections",
-            "Upstream answers 401/403 to a request that carried the system key",
+            "Requests the upstream finally refused with 401/403: no renewed key, or the renewed key refused too",
             upstream_key_rejections.clone(),
         );
         let oauth = Family::<OauthLabels, Counter>::default();
@@ -97,6 +113,26 @@ impl Metrics {
             "oauth_requests",
             "Authorization-server facade requests by endpoint and outcome",
             oauth.clone(),
+        );
+        registry.register(
+            "upstream_key_retries",
+            "Requests repeated with a renewed key after the upstream refused the one they carried",
+            upstream_key_retries.clone(),
+        );
+        registry.register(
+            "upstream_key_rejected",
+            "1 while the upstream's last verdict on the current system key is a rejection",
+            upstream_key_rejected.clone(),
+        );
+        registry.register(
+            "key_source_fetches",
+            "Key Vault reads of the system key by trigger and outcome",
+            key_source_fetches.clone(),
+        );
+        registry.register(
+            "key_source_failing",
+            "1 while the system key's source (file or Key Vault) cannot deliver a key; the last good key stays in use",
+            key_source_failing.clone(),
         );
         Self {
             oauth,
@@ -107,6 +143,10 @@ impl Metrics {
             jwks_refreshes,
             open_streams,
             upstream_key_rejections,
+            upstream_key_retries,
+            upstream_key_rejected,
+            key_source_fetches,
+            key_source_failing,
             registry,
         }
     }

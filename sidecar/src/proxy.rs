@@ -366,8 +366,10 @@ impl Gateway {
         self.client_response(route, &principal, upstream)
     }
 
-    /// Sends upstream with the current key; if the upstream rejects the key, re-reads it and
-    /// tries once more (a rejected request did not run, so repeating it is safe).
+    /// Sends upstream with the current key. If the upstream rejects the key, asks the key
+    /// source for a newer one (waiting briefly for it, see [`crate::key::ROTATION_GRACE`])
+    /// and tries once more: a rejected request did not run, so repeating it is safe. Every
+    /// answer is recorded as the upstream's verdict on the key it carried.
     async fn send(
         &self,
         method: &Method,
@@ -377,7 +379,7 @@ impl Gateway {
     ) -> Result<Response<Incoming>, Response<Body>> {
         let mut retried = false;
         loop {
-            let Some(key) = self.key.get() else {
+            let Some(key) = self.key.current() else {
                 return Err(plain(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "the gateway has no system key yet",
@@ -387,7 +389,7 @@ impl Gateway {
             *request.method_mut() = method.clone();
             *request.uri_mut() = uri.clone();
             *request.headers_mut() =
-                forward::upstream_request_headers(headers.clone(), &self.key_header, &key);
+                forward::upstream_request_headers(headers.clone(), &self.key_header, &key.value);
             let response =
                 match tokio::time::timeout(self.response_timeout, self.client.request(request))
                     .await
@@ -412,20 +414,18 @@ impl Gateway {
                 StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN
             );
             if !rejected {
+                self.key.upstream_accepted(key.generation);
                 return Ok(response);
             }
-            // Retry when the key is newer than the one this request carried: re-read now, or
-            // already re-read by a concurrent request that was rejected a moment earlier.
-            self.key.reload();
-            if !retried && self.key.get().is_some_and(|current| current != key) {
+            // Retry when a newer key is in use: loaded by a concurrent request that was
+            // rejected a moment earlier, or now, on demand.
+            if !retried && self.key.renewed_after_rejection(key.generation).await {
                 retried = true;
+                self.metrics.upstream_key_retries.inc();
                 continue;
             }
-            self.metrics.upstream_key_rejections.inc();
-            tracing::error!(
-                status = response.status().as_u16(),
-                "the Function App rejected the system key"
-            );
+            self.key
+                .upstream_rejected(key.generation, response.status().as_u16());
             return Err(plain(
                 StatusCode::BAD_GATEWAY,
                 "the MCP server rejected the gateway's system key",

@@ -1,5 +1,5 @@
 //! Listeners: the public MCP listener and the admin listener (`/livez`, `/readyz`,
-//! `/metrics`), both HTTP/1.1 and HTTP/2 (h2c), with graceful shutdown that lets open
+//! `/metrics`, `/keyz`), both HTTP/1.1 and HTTP/2 (h2c), with graceful shutdown that lets open
 //! streams drain.
 
 use std::convert::Infallible;
@@ -81,7 +81,8 @@ pub async fn serve_gateway(
     serve(listener, move |req| gateway.clone().handle(req), shutdown).await;
 }
 
-/// Serves `/livez`, `/readyz` and `/metrics`.
+/// Serves `/livez`, `/readyz`, `/metrics` and `/keyz` (the system key's
+/// [`KeyStatus`](crate::key::KeyStatus) as JSON).
 pub async fn serve_admin(
     listener: TcpListener,
     gateway: Arc<Gateway>,
@@ -100,16 +101,20 @@ fn admin(gateway: &Gateway, path: &str) -> Response<Body> {
         "/readyz" if gateway.ready() => (StatusCode::OK, "text/plain", "ready".to_string()),
         "/readyz" => {
             let why = if gateway.key.is_loaded() {
-                "signing keys not fetched yet"
+                "signing keys not fetched yet".to_string()
             } else {
-                "system key not loaded"
+                match gateway.key.source_error() {
+                    Some(error) => format!("system key not loaded: {error}"),
+                    None => "system key not loaded".to_string(),
+                }
             };
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "text/plain",
-                why.to_string(),
-            )
+            (StatusCode::SERVICE_UNAVAILABLE, "text/plain", why)
         }
+        "/keyz" => (
+            StatusCode::OK,
+            "application/json",
+            serde_json::to_string(&gateway.key.status()).expect("KeyStatus serializes"),
+        ),
         "/metrics" => (
             StatusCode::OK,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",

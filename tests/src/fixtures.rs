@@ -1,7 +1,8 @@
 //! The Node test fixtures in `tests/fixtures/node` (see its README): the Functions host
-//! stand-in, the OIDC provider (also in its `--entra-like` mode), the TypeScript SDK clients
-//! (bearer/client_credentials, and the authorization-code flow through a headless browser), and
-//! the Python SDK clients in `tests/fixtures/python`. `npm ci` there first.
+//! stand-in, the Entra + Key Vault stand-in, the OIDC provider (also in its `--entra-like`
+//! mode), the TypeScript SDK clients (bearer/client_credentials, and the authorization-code flow
+//! through a headless browser), and the Python SDK clients in `tests/fixtures/python`. `npm ci`
+//! there first.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -65,6 +66,103 @@ impl Standin {
     /// Kills the stand-in, as an upstream that goes away would: its streams end.
     pub fn stop(&mut self) {
         self._process.kill();
+    }
+}
+
+/// The Entra token endpoint + Key Vault stand-in (`keyvault-standin.mjs`): workload
+/// identity tokens for the assertion in `assertion_file`, and one secret.
+pub struct KeyVaultStandin {
+    pub url: String,
+    pub client_id: String,
+    pub tenant_id: String,
+    pub secret_name: String,
+    _process: Process,
+}
+
+impl KeyVaultStandin {
+    pub const CLIENT_ID: &str = "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0";
+    pub const TENANT_ID: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
+    pub const SECRET_NAME: &str = "host--systemKey--mcp-095extension";
+
+    /// Starts the stand-in; tokens it issues live `expires_in` seconds. It has no secret
+    /// until [`KeyVaultStandin::set_secret`].
+    pub fn start(assertion_file: &Path, expires_in: u32) -> anyhow::Result<Self> {
+        let mut c = node_command("keyvault-standin.mjs");
+        c.arg("--assertion-file")
+            .arg(assertion_file)
+            .args(["--client-id", Self::CLIENT_ID, "--tenant", Self::TENANT_ID])
+            .args(["--secret-name", Self::SECRET_NAME])
+            .args(["--expires-in", &expires_in.to_string(), "--port", "0"]);
+        let (process, ready) =
+            Process::spawn_ready("keyvault stand-in", c, None, Duration::from_secs(20))?;
+        Ok(Self {
+            url: ready["url"].as_str().context("stand-in url")?.to_string(),
+            client_id: Self::CLIENT_ID.into(),
+            tenant_id: Self::TENANT_ID.into(),
+            secret_name: Self::SECRET_NAME.into(),
+            _process: process,
+        })
+    }
+
+    /// The sidecar's `systemKey.keyVault` for this stand-in (http on loopback, the stand-in
+    /// as the Entra authority too).
+    pub fn sidecar_config(&self, token_file: &Path, refresh_seconds: u32) -> Value {
+        serde_json::json!({
+            "vaultUrl": self.url,
+            "secretName": self.secret_name,
+            "refreshSeconds": refresh_seconds,
+            "clientId": self.client_id,
+            "tenantId": self.tenant_id,
+            "authorityHost": format!("{}/", self.url),
+            "tokenFile": token_file,
+        })
+    }
+
+    async fn post(&self, path: &str, body: Value) -> anyhow::Result<Value> {
+        let r = reqwest::Client::new()
+            .post(format!("{}{path}", self.url))
+            .json(&body)
+            .send()
+            .await?;
+        anyhow::ensure!(r.status().is_success(), "{path}: {}", r.status());
+        Ok(r.json().await?)
+    }
+
+    /// Stores a new version of the secret; returns the version id.
+    pub async fn set_secret(&self, value: &str) -> anyhow::Result<String> {
+        let v = self
+            .post("/_test/secret", serde_json::json!({ "value": value }))
+            .await?;
+        Ok(v["version"].as_str().context("version")?.to_string())
+    }
+
+    /// Key Vault behaviour: `up`, `down` (503), `drop` (connections closed), `denied` (403).
+    pub async fn set_vault(&self, mode: &str) -> anyhow::Result<()> {
+        self.post("/_test/mode", serde_json::json!({ "vault": mode }))
+            .await
+            .map(drop)
+    }
+
+    /// Token endpoint behaviour: `up`, `down` (503), `denied` (400 invalid_client).
+    pub async fn set_token(&self, mode: &str) -> anyhow::Result<()> {
+        self.post("/_test/mode", serde_json::json!({ "token": mode }))
+            .await
+            .map(drop)
+    }
+
+    /// Forgets every token issued so far: Key Vault answers 401 to them.
+    pub async fn revoke_tokens(&self) -> anyhow::Result<()> {
+        self.post("/_test/revoke", serde_json::json!({}))
+            .await
+            .map(drop)
+    }
+
+    /// Token requests seen (with whether the assertion matched the file), read counters.
+    pub async fn stats(&self) -> anyhow::Result<Value> {
+        Ok(reqwest::get(format!("{}/_test/stats", self.url))
+            .await?
+            .json()
+            .await?)
     }
 }
 

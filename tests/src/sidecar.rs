@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use mcp_gateway_sidecar::config::Config;
+use mcp_gateway_sidecar::key::KeyStatus;
 
 use crate::TempDir;
 use crate::process::Process;
@@ -84,6 +85,16 @@ impl Sidecar {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// `GET /keyz`: the raw JSON and its parse.
+    pub async fn keyz(&self) -> anyhow::Result<(String, KeyStatus)> {
+        let text = reqwest::get(format!("{}/keyz", self.admin_url))
+            .await?
+            .text()
+            .await?;
+        let status = serde_json::from_str(&text).with_context(|| format!("/keyz: {text}"))?;
+        Ok((text, status))
     }
 
     pub async fn metrics(&self) -> anyhow::Result<String> {
