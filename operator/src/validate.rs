@@ -262,7 +262,7 @@ fn key_source(gateway_name: &str, key: &SystemKey) -> Result<(KeySource, SystemK
                             Some(KeyVaultConfig {
                                 vault_url,
                                 secret_name: kv.secret_name.clone(),
-                                refresh_seconds: kv.refresh_seconds.into(),
+                                refresh_seconds: kv.refresh_seconds,
                                 client_id: Some(client_id),
                                 tenant_id: Some(tenant_id),
                                 authority_host: None,
