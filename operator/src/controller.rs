@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service, ServiceAccount};
 use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
@@ -147,7 +147,14 @@ pub async fn run(ctx: Arc<Context>) {
         .owns(Api::<Deployment>::all(client.clone()), owned.clone())
         .owns(Api::<Service>::all(client.clone()), owned.clone())
         .owns(Api::<Ingress>::all(client.clone()), owned.clone())
-        .owns(Api::<ServiceAccount>::all(client.clone()), owned)
+        .owns(Api::<ServiceAccount>::all(client.clone()), owned.clone())
+        // A gateway pod that starts, stops or gets an address is asked about the key at once
+        // (pods are owned by ReplicaSets, not by the gateway: mapped by their labels).
+        .watches(Api::<Pod>::all(client.clone()), owned, |pod| {
+            let labels = pod.labels();
+            let name = labels.get("app.kubernetes.io/instance")?;
+            Some(ObjectRef::<McpGateway>::new(name).within(&pod.namespace()?))
+        })
         // Creating or fixing a Secret re-reconciles the gateways that name it.
         .watches(
             Api::<Secret>::all(client),

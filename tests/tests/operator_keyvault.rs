@@ -371,3 +371,197 @@ async fn direct_mode_renders_the_vault_into_the_sidecar_config() {
             .all(|v| v.name != "system-key")
     );
 }
+
+/// The Function App's verdict on the key travels sidecar `/keyz` → operator → `KeyAccepted`.
+/// A bare API server runs no pods, so the test runs the real sidecar as a local process with
+/// the rendered config, and registers a Pod object for it (IP 127.0.0.1, the sidecar's admin
+/// port), as the kubelet would report a running pod.
+#[tokio::test]
+async fn the_function_apps_verdict_on_the_key_becomes_key_accepted() {
+    use k8s_openapi::api::core::v1::Pod;
+    use k8s_openapi::api::events::v1::Event;
+    use kube::api::{ListParams, Patch, PatchParams};
+    use mcp_gateway_tests::fixtures::Standin;
+    use mcp_gateway_tests::sidecar::{Sidecar, public_listener};
+
+    const K1: &str = "SYSKEY-verdict-first-1a2b";
+    const K2: &str = "SYSKEY-verdict-renewed-3c4d";
+    let cluster = Cluster::shared().expect("local control plane");
+    cluster.install_crd().unwrap();
+    let client = cluster.client().await.unwrap();
+    let ns = TestNamespace::new(&client, "verdict").await.unwrap();
+    let operator = Operator::start(
+        &cluster.kubeconfig,
+        &["--leader-election=false", "--key-status-interval-seconds=1"],
+    )
+    .expect("operator starts");
+    let dir = mcp_gateway_tests::TempDir::new("verdict");
+    let function_key = dir.path().join("function-app-key");
+    std::fs::write(&function_key, K1).unwrap();
+    let standin = Standin::start(&function_key).expect("stand-in");
+
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns.name);
+    let secret: Secret = serde_json::from_value(
+        json!({"metadata": {"name": "fn-keys"}, "stringData": {"mcp_extension": K1}}),
+    )
+    .unwrap();
+    secrets
+        .create(&PostParams::default(), &secret)
+        .await
+        .unwrap();
+    let gateways: Api<McpGateway> = Api::namespaced(client.clone(), &ns.name);
+    let gw: McpGateway = serde_json::from_value(json!({
+        "apiVersion": "mcpgateway.dev/v1alpha1", "kind": "McpGateway",
+        "metadata": {"name": "verdict"},
+        "spec": {
+            "replicas": 1,
+            "upstream": {"url": standin.url, "allowInsecureUpstream": true},
+            "systemKey": {"secretRef": {"name": "fn-keys"}},
+            "auth": {"mode": "Anonymous"},
+            "route": {"host": "mcp.example.com"},
+        }
+    }))
+    .unwrap();
+    gateways.create(&PostParams::default(), &gw).await.unwrap();
+    // Before any pod reports: Unknown.
+    wait_condition(
+        &gateways,
+        "verdict",
+        "KeyAccepted",
+        "Unknown",
+        "NotReported",
+    )
+    .await;
+
+    // The sidecar, as the pod would run it: the rendered config, the mounted key.
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &ns.name);
+    let cm = config_maps.get("verdict-gateway").await.unwrap();
+    let mut config: Config = serde_yaml::from_str(&cm.data.unwrap()["config.yaml"]).unwrap();
+    let mounted = dir.path().join("mounted-key");
+    std::fs::write(&mounted, K1).unwrap();
+    let (listen, _) = public_listener();
+    config.listen = listen;
+    config.system_key.file = Some(mounted.clone());
+    config.session.keys_file = None;
+    let sidecar = Sidecar::start(config).expect("sidecar");
+    sidecar.wait_ready().await.unwrap();
+    let admin_port: i32 = sidecar
+        .admin_url
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns.name);
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "verdict-gateway-0", "labels": {
+            "app.kubernetes.io/name": "mcp-gateway-sidecar", "app.kubernetes.io/instance": "verdict",
+            "app.kubernetes.io/managed-by": "mcp-gateway-operator"}},
+        "spec": {"containers": [{"name": "sidecar", "image": "registry.example/sidecar:test",
+            "ports": [{"name": "admin", "containerPort": admin_port}]}]},
+    }))
+    .unwrap();
+    pods.create(&PostParams::default(), &pod).await.unwrap();
+    pods.patch_status(
+        "verdict-gateway-0",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"status": {"phase": "Running", "podIP": "127.0.0.1",
+            "podIPs": [{"ip": "127.0.0.1"}]}})),
+    )
+    .await
+    .unwrap();
+
+    let call = || async {
+        reqwest::Client::new()
+            .post(format!("{}/mcp", sidecar.url))
+            .header("accept", "application/json, text/event-stream")
+            .json(
+                &json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+                "protocolVersion": "2025-06-18", "capabilities": {},
+                "clientInfo": {"name": "verdict-test", "version": "0"}}}),
+            )
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+
+    // 1. A request the Function App accepts: KeyAccepted=True, and the status says when the
+    // pod loaded its key.
+    assert_eq!(call().await, 200);
+    let message = wait_condition(
+        &gateways,
+        "verdict",
+        "KeyAccepted",
+        "True",
+        "UpstreamAcceptedKey",
+    )
+    .await;
+    assert!(message.contains("1/1"), "{message}");
+    let status = gateways.get("verdict").await.unwrap().status.unwrap();
+    let key_status = status.system_key.unwrap();
+    assert!(key_status.last_changed.is_some());
+    assert!(key_status.source.unwrap().contains("fn-keys"));
+
+    // 2. The key is renewed at the Function App but not in the Secret: requests fail, and the
+    // operator says why.
+    std::fs::write(&function_key, K2).unwrap();
+    assert_eq!(call().await, 502);
+    wait_condition(
+        &gateways,
+        "verdict",
+        "KeyAccepted",
+        "False",
+        "UpstreamRejectedKey",
+    )
+    .await;
+    wait_condition(
+        &gateways,
+        "verdict",
+        "Ready",
+        "False",
+        "UpstreamRejectedKey",
+    )
+    .await;
+    let events: Api<Event> = Api::namespaced(client.clone(), &ns.name);
+    let warned = eventually(30, "a Warning Event UpstreamRejectedKey", || async {
+        let list = events
+            .list(&ListParams::default())
+            .await
+            .map_err(|e| e.to_string())?;
+        list.items
+            .into_iter()
+            .find(|e| e.reason.as_deref() == Some("UpstreamRejectedKey"))
+            .ok_or("not yet".to_string())
+    })
+    .await;
+    assert_eq!(warned.type_.as_deref(), Some("Warning"));
+
+    // 3. The new key reaches the mounted file: accepted again.
+    std::fs::write(&mounted, K2).unwrap();
+    eventually(30, "requests work with the renewed key", || async {
+        match call().await {
+            200 => Ok(()),
+            other => Err(other.to_string()),
+        }
+    })
+    .await;
+    wait_condition(
+        &gateways,
+        "verdict",
+        "KeyAccepted",
+        "True",
+        "UpstreamAcceptedKey",
+    )
+    .await;
+
+    // No key anywhere the operator writes or logs.
+    let gw = serde_json::to_string(&gateways.get("verdict").await.unwrap()).unwrap();
+    let all_events =
+        serde_json::to_string(&events.list(&ListParams::default()).await.unwrap()).unwrap();
+    for text in [gw, all_events, operator.logs(), sidecar.logs()] {
+        assert!(!text.contains(K1) && !text.contains(K2));
+    }
+}
