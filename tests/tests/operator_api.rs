@@ -460,7 +460,7 @@ async fn authorization_server_gateways_get_facade_keys_mounts_and_routes() {
     cluster.install_crd().unwrap();
     let client = cluster.client().await.unwrap();
     let ns = TestNamespace::new(&client, "facade").await.unwrap();
-    let _operator = Operator::start(&cluster.kubeconfig, &["--leader-election=false"])
+    let operator = Operator::start(&cluster.kubeconfig, &["--leader-election=false"])
         .expect("operator starts");
     let gateways: Api<McpGateway> = Api::namespaced(client.clone(), &ns.name);
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns.name);
@@ -482,6 +482,13 @@ async fn authorization_server_gateways_get_facade_keys_mounts_and_routes() {
         }
     }))
     .unwrap();
+    // The IdP client secret, recognizable: the operator only mounts it, never reads it.
+    const CLIENT_SECRET: &str = "IDPSECRET-operator-audit-8d7c";
+    let app: Secret = serde_json::from_value(
+        json!({"metadata": {"name": "entra-app"}, "stringData": {"client-secret": CLIENT_SECRET}}),
+    )
+    .unwrap();
+    secrets.create(&PostParams::default(), &app).await.unwrap();
     gateways.create(&PostParams::default(), &gw).await.unwrap();
 
     // The facade's keys: generated once, in the format the sidecar reads, never rewritten.
@@ -561,4 +568,14 @@ async fn authorization_server_gateways_get_facade_keys_mounts_and_routes() {
         config.auth,
         mcp_gateway_sidecar::config::AuthConfig::AuthorizationServer(_)
     ));
+    let events: Api<Event> = Api::namespaced(client.clone(), &ns.name);
+    let seen = [
+        serde_json::to_string(&gateways.get("entra").await.unwrap()).unwrap(),
+        serde_json::to_string(&events.list(&ListParams::default()).await.unwrap()).unwrap(),
+        serde_json::to_string(&cm.get("entra-gateway").await.unwrap()).unwrap(),
+        operator.logs(),
+    ];
+    for text in seen {
+        assert!(!text.contains(CLIENT_SECRET) && !text.contains(KEY) && !text.contains(&keys));
+    }
 }
