@@ -14,6 +14,7 @@ use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
+use kube::runtime::utils::{Backoff, ResetTimerBackoff};
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
 use mcp_gateway_crds::v1alpha1::{
@@ -140,7 +141,15 @@ pub async fn run(ctx: Arc<Context>) {
         Api::<McpGateway>::all(client.clone()),
         watcher::Config::default(),
     )
-    .with_config(controller::Config::default().concurrency(RECONCILE_CONCURRENCY));
+    .with_config(controller::Config::default().concurrency(RECONCILE_CONCURRENCY))
+    // kube-runtime backs off all watches together after an error from any one of them. The
+    // default (up to 30 s, reset after 120 s) turned an API server restart — every watch
+    // answers 410 Gone once and relists — into minutes without reconciles (found by
+    // tests/tests/operator_faults.rs). Short pauses, reset soon, keep that to seconds.
+    .trigger_backoff(ResetTimerBackoff::new(
+        WatchBackoff::default(),
+        Duration::from_secs(30),
+    ));
     let store = controller.store();
     controller
         .owns(Api::<ConfigMap>::all(client.clone()), owned.clone())
@@ -193,6 +202,38 @@ fn key_secret_name(gateway: &McpGateway) -> Option<String> {
             Some(validate::external_secret_target(&gateway.name_any()))
         }
         _ => None,
+    }
+}
+
+/// Pauses after watch errors: 250 ms, doubling up to 5 s.
+struct WatchBackoff {
+    next: Duration,
+}
+
+impl WatchBackoff {
+    const MIN: Duration = Duration::from_millis(250);
+    const MAX: Duration = Duration::from_secs(5);
+}
+
+impl Default for WatchBackoff {
+    fn default() -> Self {
+        Self { next: Self::MIN }
+    }
+}
+
+impl Iterator for WatchBackoff {
+    type Item = Duration;
+
+    fn next(&mut self) -> Option<Duration> {
+        let now = self.next;
+        self.next = (self.next * 2).min(Self::MAX);
+        Some(now)
+    }
+}
+
+impl Backoff for WatchBackoff {
+    fn reset(&mut self) {
+        self.next = Self::MIN;
     }
 }
 
@@ -528,5 +569,19 @@ async fn publish_transitions(
         if let Err(error) = ctx.recorder.publish(&event, &reference).await {
             tracing::warn!(%error, "could not publish an event");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn watch_backoff_doubles_to_five_seconds_and_resets() {
+        let mut b = WatchBackoff::default();
+        let ms: Vec<u128> = (&mut b).take(7).map(|d| d.as_millis()).collect();
+        assert_eq!(ms, [250, 500, 1000, 2000, 4000, 5000, 5000]);
+        b.reset();
+        assert_eq!(b.next(), Some(Duration::from_millis(250)));
     }
 }

@@ -60,6 +60,23 @@ impl Cluster {
         Ok(Self { kubeconfig, dir })
     }
 
+    /// Stops kube-apiserver and starts it again on the same address and etcd, as an API
+    /// server restart (an upgrade, a crash) looks to its clients.
+    pub fn restart_apiserver(&self) -> anyhow::Result<()> {
+        let out = Command::new(script())
+            .args(["restart-apiserver", "--dir"])
+            .arg(self.state_dir())
+            .output()
+            .context("run scripts/local-cluster restart-apiserver")?;
+        if !out.status.success() {
+            bail!(
+                "restart-apiserver failed:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(())
+    }
+
     fn state_dir(&self) -> PathBuf {
         self.dir.path().join("state")
     }

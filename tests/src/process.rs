@@ -116,6 +116,11 @@ impl Process {
         self.child.id()
     }
 
+    /// Whether the process has not exited.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
     /// Kills the process at once (SIGKILL), as a crash would, and reaps it.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
