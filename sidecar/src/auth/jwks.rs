@@ -17,6 +17,9 @@ use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey};
 use serde::Deserialize;
 use url::Url;
 
+use super::AuthError;
+use super::error::reason;
+
 /// Largest discovery document or JWKS accepted.
 pub(crate) const MAX_DOCUMENT_BYTES: usize = 1024 * 1024;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -55,6 +58,17 @@ pub(crate) enum Selection {
     DisallowedAlg,
     /// No key matches (a refetch may help).
     Unknown,
+}
+
+impl Selection {
+    /// The verdict once no refetch can help any more.
+    pub(crate) fn into_key(self) -> Result<Arc<VerifyingKey>, AuthError> {
+        match self {
+            Selection::Key(key) => Ok(key),
+            Selection::DisallowedAlg => Err(AuthError::InvalidToken(reason::DISALLOWED_ALG)),
+            Selection::Unknown => Err(AuthError::InvalidToken(reason::UNKNOWN_KEY)),
+        }
+    }
 }
 
 impl KeySet {
