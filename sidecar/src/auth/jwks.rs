@@ -162,7 +162,12 @@ fn usable(jwk: &Jwk) -> Option<VerifyingKey> {
             EllipticCurve::P384 => (AlgorithmFamily::Ec, &[Algorithm::ES384]),
             _ => return None,
         },
-        AlgorithmParameters::OctetKeyPair(okp) if okp.curve == EllipticCurve::Ed25519 => {
+        // An Ed25519 public key is 32 bytes (RFC 8037 §2); jsonwebtoken's verifier panics on
+        // a shorter one.
+        AlgorithmParameters::OctetKeyPair(okp)
+            if okp.curve == EllipticCurve::Ed25519
+                && URL_SAFE_NO_PAD.decode(&okp.x).is_ok_and(|x| x.len() == 32) =>
+        {
             (AlgorithmFamily::Ed, &[Algorithm::EdDSA])
         }
         _ => return None,
@@ -399,6 +404,9 @@ mod tests {
         let hmac = json!({"kty": "oct", "kid": "oct", "k": "c2VjcmV0"});
         let p521 = json!({"kty": "EC", "kid": "p521", "crv": "P-521", "x": "AA", "y": "AA"});
         let garbage = json!({"kty": "RSA", "kid": "garbage"});
+        // Found by fuzzing: a short Ed25519 key made jsonwebtoken panic at verification.
+        let ed_short = json!({"kty": "OKP", "kid": "ed-short", "crv": "Ed25519", "x": "Wg8UPP0f5GDdfXdUI-JBpwct"});
+        let ed_long = json!({"kty": "OKP", "kid": "ed-long", "crv": "Ed25519", "x": URL_SAFE_NO_PAD.encode([7u8; 33])});
         let entra_like = {
             let mut v = rsa("entra");
             v["x5t"] = json!("abc");
@@ -408,7 +416,8 @@ mod tests {
             v
         };
         let keys = set(vec![
-            enc, oaep, mismatched, sign_only, small, hmac, p521, garbage, entra_like,
+            enc, oaep, mismatched, sign_only, small, hmac, p521, garbage, ed_short, ed_long,
+            entra_like,
         ])
         .unwrap();
         assert_eq!(keys.len(), 1);

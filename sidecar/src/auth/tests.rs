@@ -990,3 +990,17 @@ async fn the_static_verifier_agrees_with_the_authenticator() {
     assert_eq!(fixed.verify(None), Err(AuthError::Missing));
     assert!(StaticVerifier::new(&idp.config(), b"{\"keys\":[]}", 1024).is_err());
 }
+
+#[tokio::test]
+async fn a_short_ed25519_key_is_skipped_not_a_panic() {
+    // Found by the `jwks` fuzz target: jsonwebtoken's EdDSA verifier slices the key to 32
+    // bytes, so a shorter `x` panicked on the request path of any EdDSA token naming it.
+    let idp = Idp::start(vec![]).await;
+    let short =
+        json!({"kty": "OKP", "crv": "Ed25519", "kid": "d", "x": "Wg8UPP0f5GDdfXdUI-JBpwct"});
+    let jwks = json!({ "keys": [rsa_a("a"), short] }).to_string();
+    let fixed = StaticVerifier::new(&idp.config(), jwks.as_bytes(), 16 * 1024).unwrap();
+    assert_eq!(fixed.key_count(), 1);
+    let token = sign(Algorithm::EdDSA, Some("d"), &Keys::get().ed, &idp.claims());
+    assert_eq!(fixed.verify(Some(&bearer(&token))), refused("unknown_key"));
+}
