@@ -432,23 +432,28 @@ pub fn rewrite_endpoint_url(
     })
 }
 
-/// Removes `code` parameters from every query that follows `anchor` in `line`.
+/// Removes `code` parameters from every query that follows `anchor` in `line`, the last first:
+/// a query may hold another URL with a query of its own (`message?next=…/message?code=…`),
+/// which is scrubbed before the one around it.
 fn scrub<'a>(line: &'a [u8], anchor: &[u8]) -> Cow<'a, [u8]> {
     if find_anchor(line, anchor, 0).is_none() {
         return Cow::Borrowed(line);
     }
-    let text = String::from_utf8_lossy(line);
-    let mut out = String::with_capacity(text.len());
-    let mut copied = 0;
-    while let Some(at) = find_anchor(text.as_bytes(), anchor, copied) {
+    let mut text = String::from_utf8_lossy(line).into_owned();
+    let mut anchors: Vec<usize> = Vec::new();
+    let mut from = 0;
+    while let Some(at) = find_anchor(text.as_bytes(), anchor, from) {
+        anchors.push(at);
+        from = at + 1;
+    }
+    for at in anchors.into_iter().rev() {
         let query_start = at + anchor.len();
         let query_end = query_start + query_len(&text.as_bytes()[query_start..]);
-        out.push_str(&text[copied..query_start]);
-        out.push_str(&strip_code_params(&text[query_start..query_end]));
-        copied = query_end;
+        if let Cow::Owned(stripped) = strip_code_params(&text[query_start..query_end]) {
+            text.replace_range(query_start..query_end, &stripped);
+        }
     }
-    out.push_str(&text[copied..]);
-    Cow::Owned(out.into_bytes())
+    Cow::Owned(text.into_bytes())
 }
 
 /// The next `anchor` at a path-segment start (so `message?` but not `mymessage?`).
@@ -929,6 +934,19 @@ mod tests {
         for (input, expected) in cases {
             assert_eq!(text(&one_shot(input.as_bytes())), expected, "{input}");
         }
+        // A URL inside a query: its own query is scrubbed too (found by fuzzing).
+        let input = format!(
+            "data: {{\"next\":\"/runtime/webhooks/mcp/message?to=https://app/runtime/webhooks/mcp/message?code={KEY}\\u0026azmcpcs=a\"}}\n\n"
+        );
+        assert_eq!(
+            text(&one_shot(input.as_bytes())),
+            "data: {\"next\":\"/runtime/webhooks/mcp/message?to=https://app/runtime/webhooks/mcp/message?azmcpcs=a\"}\n\n"
+        );
+        let input = format!("id: message?message?code={KEY}&x=1\n\n");
+        assert_eq!(
+            text(&one_shot(input.as_bytes())),
+            "id: message?message?x=1\n\n"
+        );
         // Only after the message route's segment.
         let input = "data: mymessage?code=1 and /x?code=2\n\n";
         assert_eq!(text(&one_shot(input.as_bytes())), input);
