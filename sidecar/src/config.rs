@@ -446,23 +446,58 @@ impl Config {
         {
             return invalid("publicBaseUrl must be an http(s) URL such as https://mcp.example.com");
         }
-        if self.public_base_url.path() != "/" || self.public_base_url.query().is_some() {
-            return invalid("publicBaseUrl must have no path or query; put the path in pathPrefix");
+        if self.public_base_url.path() != "/"
+            || self.public_base_url.query().is_some()
+            || self.public_base_url.fragment().is_some()
+        {
+            return invalid(
+                "publicBaseUrl must have no path, query or fragment; put the path in pathPrefix",
+            );
         }
+        // Public URLs are the prefix written as is, so it must need no escaping and no
+        // normalization (the CRD's rule, plus no `.` segment).
         if !self.path_prefix.starts_with('/')
+            || !self
+                .path_prefix
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-._~/".contains(&b))
             || self.path_prefix.contains("..")
             || self.path_prefix.contains("//")
+            || self.path_prefix.split('/').any(|segment| segment == ".")
         {
-            return invalid("pathPrefix must start with '/' and contain no '..' or '//'");
+            return invalid(
+                "pathPrefix must start with '/' and contain only letters, digits, '-', '_', '.', \
+                 '~' and '/', without '..', '//' or '.' segments, such as /weather",
+            );
         }
         if !matches!(self.upstream.url.scheme(), "https" | "http") {
             return invalid("upstream.url must be an http(s) URL");
         }
-        if !self.upstream.path.starts_with('/') {
-            return invalid("upstream.path must start with '/'");
+        // Upstream URIs are built from it and must parse.
+        if !self.upstream.path.starts_with('/')
+            || !self
+                .upstream
+                .path
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@%/".contains(&b))
+            || self.upstream.path.contains("..")
+        {
+            return invalid(
+                "upstream.path must be an absolute path of URL path characters without '..', \
+                 such as /runtime/webhooks/mcp",
+            );
         }
         if self.upstream.transports.is_empty() {
             return invalid("upstream.transports needs at least one transport");
+        }
+        // The proxy builds `<origin of upstream.url><upstream.path>…` for every request; the
+        // URL parser takes hosts (with '`', say) that the HTTP client's does not.
+        let origin = self.upstream.url.origin().ascii_serialization();
+        if format!("{origin}{}", self.upstream.path)
+            .parse::<http::Uri>()
+            .is_err()
+        {
+            return invalid("upstream.url must be a URL the HTTP client can request");
         }
         if http::HeaderName::from_bytes(self.system_key.header.as_bytes()).is_err() {
             return invalid("systemKey.header must be a valid header name");
@@ -690,6 +725,42 @@ mod tests {
                 .contains("authorityHost")
         );
         check(|k| k.authority_host = Some(Url::parse("http://127.0.0.1:9/").unwrap())).unwrap();
+    }
+
+    #[test]
+    fn paths_must_make_valid_urls() {
+        // Found by fuzzing: an upstream path with a quote, or a host with a backtick,
+        // validated, and every request then panicked building the upstream URI.
+        for path in [
+            "/a\"b",
+            "/runtime webhooks/mcp",
+            "/a?b",
+            "/a#b",
+            "/é",
+            "/a/../b",
+        ] {
+            let mut config = example();
+            config.upstream.path = path.into();
+            assert!(config.validate().is_err(), "{path:?}");
+        }
+        // Public URLs must read back as written.
+        for prefix in ["/a b", "/a%20b", "/a?b", "/./a", "/a/.", "/é"] {
+            let mut config = example();
+            config.path_prefix = prefix.into();
+            assert!(config.validate().is_err(), "{prefix:?}");
+        }
+        let mut config = example();
+        config.upstream.url = Url::parse("https://fn`app.example").unwrap();
+        assert!(config.validate().is_err());
+        let mut config = example();
+        config.public_base_url = Url::parse("https://mcp.example.com#x").unwrap();
+        assert!(config.validate().is_err());
+        for (prefix, path) in [("/", "/"), ("/a.b/c_d~e-f/", "/api/mcp;v=1/x@y")] {
+            let mut config = example();
+            config.path_prefix = prefix.into();
+            config.upstream.path = path.into();
+            assert!(config.validate().is_ok(), "{prefix:?} {path:?}");
+        }
     }
 
     #[test]

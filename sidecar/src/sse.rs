@@ -18,6 +18,10 @@
 //!   not on the upstream message route and an event that turns into an endpoint event after its
 //!   first lines were passed. A dropped endpoint event leaves the client without a message URL,
 //!   which is loud; a leaked system key would be silent.
+//! - Each line passes with its own terminator, except that the blank line ending an event goes
+//!   as CRLF, not LF, when dropped or rewritten lines before it leave the line sent before it
+//!   ending in a lone CR (which the LF would otherwise complete into one CRLF, losing the
+//!   blank line and with it the event's end).
 //! - Defence in depth: in every line passed, a `code` parameter in the query after
 //!   `<last segment of the upstream message path>?` (`message?`) is removed, whatever the event.
 //!
@@ -54,6 +58,8 @@ pub struct EndpointRewriter {
     /// The last chunk ended with a CR: an LF opening the next one completes a CRLF and follows
     /// the line it ends.
     cr_sink: Option<Sink>,
+    /// The last byte sent to the client is a CR, which ended a line.
+    sent_cr: bool,
     state: State,
     held: Vec<HeldLine>,
     held_bytes: usize,
@@ -123,6 +129,7 @@ impl EndpointRewriter {
             line_started: false,
             first_line: true,
             cr_sink: None,
+            sent_cr: false,
             state: State::Undecided,
             held: Vec::new(),
             held_bytes: 0,
@@ -152,6 +159,9 @@ impl EndpointRewriter {
             rest = &rest[end..];
         }
         self.extend_line(rest);
+        if let Some(&last) = out.last() {
+            self.sent_cr = last == b'\r';
+        }
         Bytes::from(out)
     }
 
@@ -208,9 +218,8 @@ impl EndpointRewriter {
             if started {
                 return Sink::Dropped;
             }
-            out.extend_from_slice(term);
             self.clear_event();
-            return Sink::Sent;
+            return self.send_blank(out, b"", term);
         }
         let content = scrub(&raw, &self.anchor);
         let field = parse(&content, first_line);
@@ -222,7 +231,7 @@ impl EndpointRewriter {
                     State::Passing | State::Dropping => {}
                 }
                 self.clear_event();
-                send(out, &content, term)
+                self.send_blank(out, &content, term)
             }
             (State::Undecided | State::Endpoint, Field::Event(b"endpoint")) => {
                 self.state = State::Endpoint;
@@ -245,6 +254,17 @@ impl EndpointRewriter {
             (State::Passing, _) => send(out, &content, term),
             (State::Dropping, _) => unreachable!("dropped lines return early"),
         }
+    }
+
+    /// Sends the blank line that ends an event. When lines before it were dropped or rewritten,
+    /// the line sent before it may end in a lone CR; an LF right after that would make one CRLF
+    /// of the two and the event would never end, so the blank line then goes as CRLF.
+    fn send_blank(&self, out: &mut Vec<u8>, content: &[u8], term: &[u8]) -> Sink {
+        let after_cr = out.last().map_or(self.sent_cr, |&b| b == b'\r');
+        if after_cr && content.is_empty() && term == b"\n" {
+            out.push(b'\r');
+        }
+        send(out, content, term)
     }
 
     fn hold(&mut self, content: Cow<'_, [u8]>, term: &[u8], data_at: Option<usize>) -> Sink {
@@ -412,23 +432,28 @@ pub fn rewrite_endpoint_url(
     })
 }
 
-/// Removes `code` parameters from every query that follows `anchor` in `line`.
+/// Removes `code` parameters from every query that follows `anchor` in `line`, the last first:
+/// a query may hold another URL with a query of its own (`message?next=…/message?code=…`),
+/// which is scrubbed before the one around it.
 fn scrub<'a>(line: &'a [u8], anchor: &[u8]) -> Cow<'a, [u8]> {
     if find_anchor(line, anchor, 0).is_none() {
         return Cow::Borrowed(line);
     }
-    let text = String::from_utf8_lossy(line);
-    let mut out = String::with_capacity(text.len());
-    let mut copied = 0;
-    while let Some(at) = find_anchor(text.as_bytes(), anchor, copied) {
+    let mut text = String::from_utf8_lossy(line).into_owned();
+    let mut anchors: Vec<usize> = Vec::new();
+    let mut from = 0;
+    while let Some(at) = find_anchor(text.as_bytes(), anchor, from) {
+        anchors.push(at);
+        from = at + 1;
+    }
+    for at in anchors.into_iter().rev() {
         let query_start = at + anchor.len();
         let query_end = query_start + query_len(&text.as_bytes()[query_start..]);
-        out.push_str(&text[copied..query_start]);
-        out.push_str(&strip_code_params(&text[query_start..query_end]));
-        copied = query_end;
+        if let Cow::Owned(stripped) = strip_code_params(&text[query_start..query_end]) {
+            text.replace_range(query_start..query_end, &stripped);
+        }
     }
-    out.push_str(&text[copied..]);
-    Cow::Owned(out.into_bytes())
+    Cow::Owned(text.into_bytes())
 }
 
 /// The next `anchor` at a path-segment start (so `message?` but not `mymessage?`).
@@ -857,6 +882,38 @@ mod tests {
     }
 
     #[test]
+    fn a_lone_cr_before_dropped_lines_does_not_swallow_the_blank_line() {
+        // Found by fuzzing: the rewritten line kept the first data line's CR, the second data
+        // line went, and the blank line's LF made "\r\n" of it: the event never ended.
+        let cases = [
+            (
+                format!(
+                    "event: endpoint\ndata: message?a=1\rdata: &code={KEY}\n\nevent: message\ndata: y\n\n"
+                ),
+                "event: endpoint\ndata: /weather/message?a=1\r\r\nevent: message\ndata: y\n\n",
+            ),
+            // A refused endpoint event after a line already passed.
+            (
+                format!("id: 1\revent: endpoint\ndata: /elsewhere?code={KEY}\n\ndata: y\n\n"),
+                "id: 1\r\r\ndata: y\n\n",
+            ),
+            // An event dropped after its first lines were passed.
+            (
+                format!(
+                    "event: message\rdata: x\revent: endpoint\ndata: message?code={KEY}\n\ndata: y\n\n"
+                ),
+                "event: message\rdata: x\r\r\ndata: y\n\n",
+            ),
+        ];
+        for (input, expected) in cases {
+            let input = input.as_bytes();
+            assert_eq!(text(&one_shot(input)), expected, "{input:?}");
+            let every_byte: Vec<usize> = (1..input.len()).collect();
+            assert_eq!(text(&in_pieces(input, &every_byte)), expected, "{input:?}");
+        }
+    }
+
+    #[test]
     fn defence_in_depth_strips_code_from_any_line() {
         let cases = [
             (
@@ -877,6 +934,19 @@ mod tests {
         for (input, expected) in cases {
             assert_eq!(text(&one_shot(input.as_bytes())), expected, "{input}");
         }
+        // A URL inside a query: its own query is scrubbed too (found by fuzzing).
+        let input = format!(
+            "data: {{\"next\":\"/runtime/webhooks/mcp/message?to=https://app/runtime/webhooks/mcp/message?code={KEY}\\u0026azmcpcs=a\"}}\n\n"
+        );
+        assert_eq!(
+            text(&one_shot(input.as_bytes())),
+            "data: {\"next\":\"/runtime/webhooks/mcp/message?to=https://app/runtime/webhooks/mcp/message?azmcpcs=a\"}\n\n"
+        );
+        let input = format!("id: message?message?code={KEY}&x=1\n\n");
+        assert_eq!(
+            text(&one_shot(input.as_bytes())),
+            "id: message?message?x=1\n\n"
+        );
         // Only after the message route's segment.
         let input = "data: mymessage?code=1 and /x?code=2\n\n";
         assert_eq!(text(&one_shot(input.as_bytes())), input);

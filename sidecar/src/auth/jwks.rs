@@ -17,6 +17,9 @@ use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey};
 use serde::Deserialize;
 use url::Url;
 
+use super::AuthError;
+use super::error::reason;
+
 /// Largest discovery document or JWKS accepted.
 pub(crate) const MAX_DOCUMENT_BYTES: usize = 1024 * 1024;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -55,6 +58,17 @@ pub(crate) enum Selection {
     DisallowedAlg,
     /// No key matches (a refetch may help).
     Unknown,
+}
+
+impl Selection {
+    /// The verdict once no refetch can help any more.
+    pub(crate) fn into_key(self) -> Result<Arc<VerifyingKey>, AuthError> {
+        match self {
+            Selection::Key(key) => Ok(key),
+            Selection::DisallowedAlg => Err(AuthError::InvalidToken(reason::DISALLOWED_ALG)),
+            Selection::Unknown => Err(AuthError::InvalidToken(reason::UNKNOWN_KEY)),
+        }
+    }
 }
 
 impl KeySet {
@@ -148,7 +162,12 @@ fn usable(jwk: &Jwk) -> Option<VerifyingKey> {
             EllipticCurve::P384 => (AlgorithmFamily::Ec, &[Algorithm::ES384]),
             _ => return None,
         },
-        AlgorithmParameters::OctetKeyPair(okp) if okp.curve == EllipticCurve::Ed25519 => {
+        // An Ed25519 public key is 32 bytes (RFC 8037 §2); jsonwebtoken's verifier panics on
+        // a shorter one.
+        AlgorithmParameters::OctetKeyPair(okp)
+            if okp.curve == EllipticCurve::Ed25519
+                && URL_SAFE_NO_PAD.decode(&okp.x).is_ok_and(|x| x.len() == 32) =>
+        {
             (AlgorithmFamily::Ed, &[Algorithm::EdDSA])
         }
         _ => return None,
@@ -385,6 +404,9 @@ mod tests {
         let hmac = json!({"kty": "oct", "kid": "oct", "k": "c2VjcmV0"});
         let p521 = json!({"kty": "EC", "kid": "p521", "crv": "P-521", "x": "AA", "y": "AA"});
         let garbage = json!({"kty": "RSA", "kid": "garbage"});
+        // Found by fuzzing: a short Ed25519 key made jsonwebtoken panic at verification.
+        let ed_short = json!({"kty": "OKP", "kid": "ed-short", "crv": "Ed25519", "x": "Wg8UPP0f5GDdfXdUI-JBpwct"});
+        let ed_long = json!({"kty": "OKP", "kid": "ed-long", "crv": "Ed25519", "x": URL_SAFE_NO_PAD.encode([7u8; 33])});
         let entra_like = {
             let mut v = rsa("entra");
             v["x5t"] = json!("abc");
@@ -394,7 +416,8 @@ mod tests {
             v
         };
         let keys = set(vec![
-            enc, oaep, mismatched, sign_only, small, hmac, p521, garbage, entra_like,
+            enc, oaep, mismatched, sign_only, small, hmac, p521, garbage, ed_short, ed_long,
+            entra_like,
         ])
         .unwrap();
         assert_eq!(keys.len(), 1);

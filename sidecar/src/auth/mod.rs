@@ -197,12 +197,10 @@ impl Authenticator {
                 self.fetch_and_install().await;
             }
         }
-        match self.current_keys().map(|keys| keys.select(kid, header.alg)) {
-            None => Err(AuthError::JwksUnavailable),
-            Some(Selection::Key(key)) => Ok(key),
-            Some(Selection::DisallowedAlg) => Err(AuthError::InvalidToken(reason::DISALLOWED_ALG)),
-            Some(Selection::Unknown) => Err(AuthError::InvalidToken(reason::UNKNOWN_KEY)),
-        }
+        self.current_keys()
+            .ok_or(AuthError::JwksUnavailable)?
+            .select(kid, header.alg)
+            .into_key()
     }
 
     /// One fetch now, whatever the rate limit. Returns whether it succeeded.
@@ -250,6 +248,43 @@ impl Authenticator {
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
+    }
+}
+
+/// Token validation against a fixed JWKS: [`Authenticator`]'s checks (bearer extraction,
+/// header, key and algorithm selection, signature, claims) without fetching, refetching or
+/// caching. Pure and synchronous, for tests and fuzzing.
+pub struct StaticVerifier {
+    policy: Policy,
+    max_token_bytes: usize,
+    keys: KeySet,
+}
+
+impl StaticVerifier {
+    /// `jwks` is read as a JWKS fetched from the IdP would be; the error says why it has no
+    /// usable key.
+    pub fn new(config: &OidcConfig, jwks: &[u8], max_token_bytes: usize) -> Result<Self, String> {
+        Ok(Self {
+            policy: Policy::new(config),
+            max_token_bytes,
+            keys: KeySet::parse(jwks)?,
+        })
+    }
+
+    /// How many of the JWKS's keys are usable.
+    pub fn key_count(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Validates the `Authorization` header value as [`Authenticator::authenticate`] does.
+    pub fn verify(&self, authorization: Option<&HeaderValue>) -> Result<Principal, AuthError> {
+        let token = token::bearer(authorization, self.max_token_bytes)?;
+        let header = token::read_header(token)?;
+        let key = self
+            .keys
+            .select(header.kid.as_deref(), header.alg)
+            .into_key()?;
+        self.policy.verify(token, &header, &key.key)
     }
 }
 

@@ -953,3 +953,54 @@ async fn a_withdrawn_key_empties_the_cache() {
     assert!(auth.refresh().await);
     assert_eq!(check(&auth, &token).await, refused("unknown_key"));
 }
+
+// ---- the static verifier ---------------------------------------------------------------
+
+#[tokio::test]
+async fn the_static_verifier_agrees_with_the_authenticator() {
+    let keys = vec![rsa_a("a"), ec("e"), ed("d")];
+    let idp = Idp::start(keys.clone()).await;
+    let auth = idp.authenticator();
+    let jwks = json!({ "keys": keys }).to_string();
+    let fixed = StaticVerifier::new(&idp.config(), jwks.as_bytes(), 16 * 1024).unwrap();
+    assert_eq!(fixed.key_count(), 3);
+    let k = Keys::get();
+    let claims = idp.claims();
+    let tokens = [
+        rs256(&claims),
+        sign(Algorithm::ES256, Some("e"), &k.ec, &claims),
+        sign(Algorithm::EdDSA, Some("d"), &k.ed, &claims),
+        sign(Algorithm::RS256, Some("b"), &k.rsa_b, &claims),
+        sign(Algorithm::ES256, Some("a"), &k.ec, &claims),
+        sign(Algorithm::RS256, Some("a"), &k.rsa_b, &claims),
+        rs256(&idp.claims_with(json!({"exp": unix_now() - 600}))),
+        rs256(&idp.claims_with(json!({"aud": "https://other.example"}))),
+        rs256(&idp.claims_with(json!({"scp": "offline_access"}))),
+        "not-a-token".to_string(),
+    ];
+    for token in &tokens {
+        let header = bearer(token);
+        assert_eq!(
+            fixed.verify(Some(&header)),
+            auth.authenticate(Some(&header)).await,
+            "{token}"
+        );
+    }
+    assert!(fixed.verify(Some(&bearer(&tokens[0]))).is_ok());
+    assert_eq!(fixed.verify(None), Err(AuthError::Missing));
+    assert!(StaticVerifier::new(&idp.config(), b"{\"keys\":[]}", 1024).is_err());
+}
+
+#[tokio::test]
+async fn a_short_ed25519_key_is_skipped_not_a_panic() {
+    // Found by the `jwks` fuzz target: jsonwebtoken's EdDSA verifier slices the key to 32
+    // bytes, so a shorter `x` panicked on the request path of any EdDSA token naming it.
+    let idp = Idp::start(vec![]).await;
+    let short =
+        json!({"kty": "OKP", "crv": "Ed25519", "kid": "d", "x": "Wg8UPP0f5GDdfXdUI-JBpwct"});
+    let jwks = json!({ "keys": [rsa_a("a"), short] }).to_string();
+    let fixed = StaticVerifier::new(&idp.config(), jwks.as_bytes(), 16 * 1024).unwrap();
+    assert_eq!(fixed.key_count(), 1);
+    let token = sign(Algorithm::EdDSA, Some("d"), &Keys::get().ed, &idp.claims());
+    assert_eq!(fixed.verify(Some(&bearer(&token))), refused("unknown_key"));
+}
