@@ -19,7 +19,7 @@ const VERSION: u8 = 1;
 const NONCE_LEN: usize = 24;
 const TAG_LEN: usize = 16;
 /// Longer sealed ids are refused before any decoding: no real upstream id comes near this.
-const MAX_SEALED_LEN: usize = 4096;
+pub const MAX_SEALED_LEN: usize = 4096;
 
 /// Seals and opens session ids. The first key seals; every key opens, so a key rotation is
 /// "prepend the new key, remove the old one once clients have moved on". Tried in turn, which is

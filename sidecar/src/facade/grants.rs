@@ -6,7 +6,7 @@
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::session::SessionSealer;
+use crate::session::{MAX_SEALED_LEN, SessionSealer};
 
 /// The kind of a sealed value; its tag is the associated data.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -32,9 +32,13 @@ impl Kind {
     }
 }
 
-pub fn seal<T: Serialize>(sealer: &SessionSealer, kind: Kind, value: &T) -> String {
+/// `None` when the sealed form would be longer than [`open`] accepts (found by fuzzing: a
+/// `state` of control characters grows sixfold as JSON): handing out what can never open
+/// would only fail later and less clearly.
+pub fn seal<T: Serialize>(sealer: &SessionSealer, kind: Kind, value: &T) -> Option<String> {
     let json = serde_json::to_string(value).expect("grants always serialize");
-    sealer.seal(kind.tag(), &json)
+    let sealed = sealer.seal(kind.tag(), &json);
+    (sealed.len() <= MAX_SEALED_LEN).then_some(sealed)
 }
 
 /// `None` for anything altered, of another kind, or sealed under a retired key.
@@ -115,7 +119,7 @@ mod tests {
     #[test]
     fn a_sealed_value_opens_only_as_its_own_kind() {
         let sealer = SessionSealer::new(vec![[9; 32]]);
-        let sealed = seal(&sealer, Kind::Code, &code());
+        let sealed = seal(&sealer, Kind::Code, &code()).unwrap();
         assert_eq!(open::<Code>(&sealer, Kind::Code, &sealed), Some(code()));
         assert_eq!(open::<Code>(&sealer, Kind::Refresh, &sealed), None);
         assert_eq!(open::<Code>(&sealer, Kind::Client, &sealed), None);
@@ -128,6 +132,12 @@ mod tests {
             open::<Code>(&sealer, Kind::Code, &String::from_utf8(bytes).unwrap()),
             None
         );
+        // Too large to open again: not handed out at all.
+        let huge = Code {
+            subject: "\u{0}".repeat(1000),
+            ..code()
+        };
+        assert_eq!(seal(&sealer, Kind::Code, &huge), None);
         // Another key does not open it.
         let other = SessionSealer::new(vec![[8; 32]]);
         assert_eq!(open::<Code>(&other, Kind::Code, &sealed), None);

@@ -382,7 +382,16 @@ impl Facade {
             client_name: metadata.client_name,
             issued_at: now(),
         };
-        let client_id = grants::seal(&self.keys.sealer, Kind::Client, &registration);
+        let Some(client_id) = grants::seal(&self.keys.sealer, Kind::Client, &registration) else {
+            return (
+                oauth_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_client_metadata",
+                    "the registration is too large",
+                ),
+                "invalid",
+            );
+        };
         let answer = json!({
             "client_id": client_id,
             "client_id_issued_at": registration.issued_at,
@@ -504,7 +513,12 @@ impl Facade {
             idp_verifier: pkce::random_token(),
             exp: now() + TRANSACTION_TTL,
         };
-        let sealed = grants::seal(&self.keys.sealer, Kind::Transaction, &transaction);
+        let Some(sealed) = grants::seal(&self.keys.sealer, Kind::Transaction, &transaction) else {
+            return (
+                error_page("the authorization request is too large"),
+                "invalid",
+            );
+        };
         let page = pages::consent(&pages::Consent {
             client_name: client.name.as_deref(),
             client_id: &client.client_id,
@@ -625,7 +639,18 @@ impl Facade {
                             jti: pkce::random_token(),
                             exp: now() + CODE_TTL,
                         };
-                        let sealed = grants::seal(&self.keys.sealer, Kind::Code, &code);
+                        let Some(sealed) = grants::seal(&self.keys.sealer, Kind::Code, &code)
+                        else {
+                            return (
+                                self.redirect_error(
+                                    &transaction.redirect_uri,
+                                    state,
+                                    "server_error",
+                                    "the identity provider's subject is too large",
+                                ),
+                                "invalid",
+                            );
+                        };
                         let mut url = url::Url::parse(&transaction.redirect_uri)
                             .expect("checked at /authorize");
                         {
@@ -807,13 +832,18 @@ impl Facade {
                 exp: issued + self.refresh_ttl,
             },
         );
-        json!({
+        // A refresh token is never larger than the code or refresh token it replaces, so it
+        // always seals; were it not to, the client signs in again when the access expires.
+        let mut tokens = json!({
             "access_token": access,
             "token_type": "Bearer",
             "expires_in": self.access_ttl,
-            "refresh_token": refresh,
             "scope": scope,
-        })
+        });
+        if let Some(refresh) = refresh {
+            tokens["refresh_token"] = Value::String(refresh);
+        }
+        tokens
     }
 }
 

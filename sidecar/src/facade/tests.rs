@@ -87,6 +87,7 @@ fn code_for(f: &Facade, client_id: &str, exp: u64) -> String {
             exp,
         },
     )
+    .unwrap()
 }
 
 fn form(pairs: &[(&str, &str)]) -> String {
@@ -200,6 +201,21 @@ async fn authorize_shows_consent_and_refuses_bad_clients_without_redirecting() {
         assert_eq!(status, StatusCode::BAD_REQUEST, "{redirect_uri}");
         assert!(headers.get(header::LOCATION).is_none());
     }
+
+    // A state that would make the pending sign-in too large to open again (control
+    // characters grow sixfold as JSON; found by fuzzing): refused up front, no cookie.
+    let q = form(&[
+        ("response_type", "code"),
+        ("client_id", &client_id),
+        ("redirect_uri", REDIRECT),
+        ("code_challenge", &challenge),
+        ("code_challenge_method", "S256"),
+        ("state", &"\u{1}".repeat(1000)),
+    ]);
+    let (status, headers, body) = call(&f, Endpoint::Authorize, Method::GET, Some(&q), "").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body.contains("too large"), "{body}");
+    assert!(headers.get(header::SET_COOKIE).is_none());
 
     // No PKCE, or a resource that is not this server: redirected with the error and `iss`.
     for (extra, error) in [
