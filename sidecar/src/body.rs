@@ -80,6 +80,10 @@ pub fn relay(
             let next = match tokio::time::timeout(s.idle, s.upstream.frame()).await {
                 Err(_) => {
                     s.done = true;
+                    tracing::warn!(
+                        idle_seconds = s.idle.as_secs(),
+                        "upstream response stream idle for too long; ending the client's stream"
+                    );
                     return Some((Err(IdleTimeout(s.idle).into()), s));
                 }
                 Ok(next) => next,
@@ -99,7 +103,10 @@ pub fn relay(
                     Err(frame) => return Some((Ok(frame), s)),
                 },
                 Some(Err(e)) => {
+                    // The request's log line (status 200) is already out: without this the
+                    // cut would leave no trace at the default log level.
                     s.done = true;
+                    tracing::warn!(error = %e, "upstream response stream failed; ending the client's stream");
                     return Some((Err(e.into()), s));
                 }
                 None => {

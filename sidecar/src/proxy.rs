@@ -278,10 +278,11 @@ impl Gateway {
         );
         let mut r = plain(
             status,
-            if status == StatusCode::FORBIDDEN {
-                "insufficient scope"
-            } else {
-                "unauthorized"
+            match status {
+                StatusCode::FORBIDDEN => "insufficient scope",
+                // No signing keys yet: the client's token may be fine; it should retry.
+                StatusCode::SERVICE_UNAVAILABLE => "the gateway cannot verify access tokens yet",
+                _ => "unauthorized",
             },
         );
         r.headers_mut().insert(header::WWW_AUTHENTICATE, challenge);

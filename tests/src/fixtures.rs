@@ -37,14 +37,30 @@ pub struct Standin {
 
 impl Standin {
     pub fn start(key_file: &Path) -> anyhow::Result<Self> {
+        Self::start_on(key_file, 0, &[])
+    }
+
+    /// Starts the stand-in on `port` (0: a free one) with extra arguments (e.g.
+    /// `--json-response`, see functions-standin.mjs).
+    pub fn start_on(key_file: &Path, port: u16, args: &[String]) -> anyhow::Result<Self> {
         let mut c = node_command("functions-standin.mjs");
-        c.arg("--key-file").arg(key_file).args(["--port", "0"]);
+        c.arg("--key-file")
+            .arg(key_file)
+            .args(["--port", &port.to_string()])
+            .args(args);
         let (process, ready) =
             Process::spawn_ready("functions stand-in", c, None, Duration::from_secs(20))?;
         Ok(Self {
             url: ready["url"].as_str().context("stand-in url")?.to_string(),
             _process: process,
         })
+    }
+
+    pub fn port(&self) -> u16 {
+        url::Url::parse(&self.url)
+            .ok()
+            .and_then(|u| u.port())
+            .expect("the stand-in URL has a port")
     }
 
     /// What the stand-in saw on `/runtime/webhooks/*` (no key values).
@@ -226,6 +242,12 @@ pub struct EntraLike {
 impl Idp {
     /// Starts the provider with two confidential clients ([`CLIENT_ID`], [`OTHER_CLIENT_ID`]).
     pub fn start() -> anyhow::Result<Self> {
+        Self::start_on(0)
+    }
+
+    /// [`Idp::start`] on a given port (0: a free one): the issuer, which includes the port,
+    /// can be configured before the provider runs.
+    pub fn start_on(port: u16) -> anyhow::Result<Self> {
         let client = |id: &str, secret: &str| {
             serde_json::json!({
                 "client_id": id, "client_secret": secret,
@@ -237,7 +259,12 @@ impl Idp {
             client(OTHER_CLIENT_ID, OTHER_CLIENT_SECRET)
         ]);
         let mut c = node22_command("oidc-provider.mjs");
-        c.args(["--port", "0", "--clients", &clients.to_string()]);
+        c.args([
+            "--port",
+            &port.to_string(),
+            "--clients",
+            &clients.to_string(),
+        ]);
         Self::spawn(c)
     }
 
@@ -272,6 +299,24 @@ impl Idp {
             ready,
             _process: process,
         })
+    }
+
+    /// Kills the provider, as an IdP outage would.
+    pub fn stop(&mut self) {
+        self._process.kill();
+    }
+
+    /// Rotates the signing key of `alg` (RS256 or ES256): the next key is published and signs
+    /// new tokens; with `retire` the previous one is withdrawn from the JWKS. Returns
+    /// `{"active": {alg: kid}, "published": [kid]}`.
+    pub async fn rotate(&self, alg: &str, retire: bool) -> anyhow::Result<Value> {
+        let res = reqwest::Client::new()
+            .post(format!("{}/_test/rotate", self.url))
+            .query(&[("alg", alg), ("retire", if retire { "1" } else { "0" })])
+            .send()
+            .await?;
+        anyhow::ensure!(res.status().is_success(), "rotate: {}", res.status());
+        Ok(res.json().await?)
     }
 
     /// Later logins are made as `subject`. Returns `{"subject", "oid", "tid"}` (`oid`/`tid`

@@ -9,6 +9,7 @@ pub mod operator;
 pub mod process;
 pub mod round_robin;
 pub mod sidecar;
+pub mod stack;
 pub mod tls;
 pub mod whole_path;
 

@@ -121,6 +121,11 @@ impl Process {
         matches!(self.child.try_wait(), Ok(None))
     }
 
+    /// Its resident memory, open file descriptors and threads, from `/proc`.
+    pub fn stats(&self) -> ProcStats {
+        ProcStats::of(self.pid())
+    }
+
     /// Kills the process at once (SIGKILL), as a crash would, and reaps it.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
@@ -148,5 +153,36 @@ impl Drop for Process {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// What `/proc/<pid>` shows of a process's resources (Linux).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ProcStats {
+    /// `VmRSS`, KiB.
+    pub rss_kb: u64,
+    /// Entries in `/proc/<pid>/fd`: sockets, files, epoll, pipes.
+    pub fds: usize,
+    /// `Threads`.
+    pub threads: u64,
+}
+
+impl ProcStats {
+    /// Zeros for a process that is gone.
+    pub fn of(pid: u32) -> Self {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let field = |name: &str| -> u64 {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.split_whitespace().next()?.parse().ok())
+                .unwrap_or(0)
+        };
+        let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count());
+        Self {
+            rss_kb: field("VmRSS:"),
+            fds,
+            threads: field("Threads:"),
+        }
     }
 }

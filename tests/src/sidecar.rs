@@ -37,13 +37,18 @@ pub struct Sidecar {
 impl Sidecar {
     /// Starts the binary with `config`; the admin listener is moved to 127.0.0.1:0. Build
     /// the config with [`public_listener`] so its public URL is the one it listens on.
-    pub fn start(mut config: Config) -> anyhow::Result<Self> {
+    pub fn start(config: Config) -> anyhow::Result<Self> {
+        Self::start_binary(&binary(), config)
+    }
+
+    /// [`Sidecar::start`] with another build of the binary (the soak run uses the release one).
+    pub fn start_binary(binary: &std::path::Path, mut config: Config) -> anyhow::Result<Self> {
         config.admin_listen = "127.0.0.1:0".parse()?;
         let dir = TempDir::new("sidecar");
         let config_path = dir.path().join("config.yaml");
         std::fs::write(&config_path, serde_yaml::to_string(&config)?)?;
         let log_path = dir.path().join("sidecar.log");
-        let mut c = Command::new(binary());
+        let mut c = Command::new(binary);
         c.arg("--config")
             .arg(&config_path)
             .env("MCP_GATEWAY_LOG", "info");
@@ -103,4 +108,59 @@ impl Sidecar {
             .text()
             .await?)
     }
+
+    /// The value of one series in `/metrics`, e.g. `mcp_gateway_open_streams` or
+    /// `mcp_gateway_key_reloads_total{outcome="error"}`; 0 when absent (a counter family
+    /// shows a label set only once it was counted).
+    pub async fn metric(&self, series: &str) -> anyhow::Result<f64> {
+        Ok(metric_value(&self.metrics().await?, series).unwrap_or(0.0))
+    }
+
+    /// `/readyz`: its status and body.
+    pub async fn readyz(&self) -> anyhow::Result<(u16, String)> {
+        let r = reqwest::get(format!("{}/readyz", self.admin_url)).await?;
+        Ok((r.status().as_u16(), r.text().await?))
+    }
+}
+
+/// The value of `series` (name plus labels, exactly as exposed) in a Prometheus text page.
+pub fn metric_value(page: &str, series: &str) -> Option<f64> {
+    page.lines().find_map(|line| {
+        let value = line.strip_prefix(series)?.strip_prefix(' ')?;
+        value.split_whitespace().next()?.parse().ok()
+    })
+}
+
+/// Runs the binary with a config file holding `config_text` and waits (up to 20 s) for it to
+/// exit: for configs it must refuse. Returns its exit code (`None` if it was still running and
+/// had to be killed, or died from a signal) and its stderr.
+pub fn run_to_exit(config_text: &str) -> anyhow::Result<(Option<i32>, String)> {
+    let dir = TempDir::new("sidecar-exit");
+    let config_path = dir.path().join("config.yaml");
+    std::fs::write(&config_path, config_text)?;
+    let err_path = dir.path().join("stderr");
+    let mut child = Command::new(binary())
+        .arg("--config")
+        .arg(&config_path)
+        .env("MCP_GATEWAY_LOG", "info")
+        // As deployed: no backtraces asked for (a panic still says "panicked at").
+        .env_remove("RUST_BACKTRACE")
+        .env_remove("RUST_LIB_BACKTRACE")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&err_path)?)
+        .spawn()?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let code = loop {
+        if let Some(status) = child.try_wait()? {
+            break status.code();
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Ok((code, std::fs::read_to_string(&err_path)?))
 }

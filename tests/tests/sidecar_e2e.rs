@@ -2,178 +2,19 @@
 //! MCP server behind the Functions host stand-in, with tokens from a real OpenID provider.
 //! Every raw response byte and every log line is checked for the system key.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use mcp_gateway_sidecar::config::Config;
 use mcp_gateway_tests::TempDir;
-use mcp_gateway_tests::fixtures::{self, Idp, Standin};
+use mcp_gateway_tests::fixtures;
 use mcp_gateway_tests::sidecar::{Sidecar, public_listener};
+use mcp_gateway_tests::stack::{
+    ACCEPT, SCOPE, Stack, first_event, initialize_body, system_key, write_secret_volume,
+};
 use serde_json::{Value, json};
-
-const SCOPE: &str = "mcp:tools";
-const ACCEPT: &str = "application/json, text/event-stream";
-
-/// A recognizable key, so a leak anywhere is found by a plain search.
-fn system_key(tag: &str) -> String {
-    format!("SYSKEY-{tag}-5f2b9c1e7d")
-}
-
-/// Writes `key` the way the kubelet updates a Secret volume: a new timestamped directory,
-/// a `..data` symlink swapped atomically to it, and the key file a symlink through `..data`.
-fn write_secret_volume(dir: &std::path::Path, key: &str) {
-    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    let version = dir.join(format!(
-        "..v{}",
-        N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-    ));
-    std::fs::create_dir_all(&version).unwrap();
-    std::fs::write(version.join("mcp_extension"), key).unwrap();
-    let tmp = dir.join("..data_tmp");
-    let _ = std::fs::remove_file(&tmp);
-    std::os::unix::fs::symlink(version.file_name().unwrap(), &tmp).unwrap();
-    std::fs::rename(&tmp, dir.join("..data")).unwrap();
-    let link = dir.join("mcp_extension");
-    if !link.exists() {
-        std::os::unix::fs::symlink("..data/mcp_extension", &link).unwrap();
-    }
-}
-
-/// Stand-in + IdP + sidecar, wired as in a cluster: the stand-in and the sidecar read the
-/// same key file, as the Function App and the Key Vault-synced Secret agree on one key.
-struct Stack {
-    dir: TempDir,
-    key: Mutex<String>,
-    standin: Standin,
-    idp: Option<Idp>,
-    sidecar: Sidecar,
-    /// Every response body and header block seen by tests, for the leak check.
-    seen: Arc<Mutex<Vec<u8>>>,
-}
-
-impl Stack {
-    async fn start(oidc: bool, tweak: impl FnOnce(&mut Config)) -> Stack {
-        let dir = TempDir::new("e2e");
-        let volume = dir.path().join("secret");
-        std::fs::create_dir_all(&volume).unwrap();
-        let key = system_key("a");
-        write_secret_volume(&volume, &key);
-        let key_file = volume.join("mcp_extension");
-        let standin = Standin::start(&key_file).expect("stand-in");
-        let idp = oidc.then(|| Idp::start().expect("oidc-provider"));
-        let (listen, base) = public_listener();
-        let auth = match &idp {
-            Some(idp) => {
-                json!({"mode": "Oidc", "issuer": idp.issuer, "audiences": [format!("{base}/mcp")],
-                                 "requiredScopes": [SCOPE], "leewaySeconds": 0})
-            }
-            None => json!({"mode": "Anonymous"}),
-        };
-        let mut config: Config = serde_json::from_value(json!({
-            "listen": listen.to_string(),
-            "publicBaseUrl": base,
-            "upstream": {"url": standin.url, "responseTimeoutSeconds": 5},
-            "systemKey": {"file": key_file},
-            "auth": auth,
-            "allowedOrigins": ["http://localhost:6274"],
-        }))
-        .unwrap();
-        tweak(&mut config);
-        let sidecar = Sidecar::start(config).expect("sidecar starts");
-        sidecar.wait_ready().await.expect("sidecar ready");
-        Stack {
-            dir,
-            key: Mutex::new(key),
-            standin,
-            idp,
-            sidecar,
-            seen: Default::default(),
-        }
-    }
-
-    fn mcp_url(&self) -> String {
-        format!("{}/mcp", self.sidecar.url)
-    }
-
-    fn idp(&self) -> &Idp {
-        self.idp.as_ref().expect("started with oidc")
-    }
-
-    fn token(&self) -> String {
-        self.idp()
-            .token(&self.mcp_url(), SCOPE, "RS256")
-            .expect("token")
-    }
-
-    fn record(&self, bytes: &[u8]) {
-        self.seen.lock().unwrap().extend_from_slice(bytes);
-    }
-
-    /// Sends a request and records the raw response (status line, headers, body).
-    async fn send(
-        &self,
-        request: reqwest::RequestBuilder,
-    ) -> (u16, reqwest::header::HeaderMap, String) {
-        let response = request.send().await.expect("request");
-        let status = response.status().as_u16();
-        let headers = response.headers().clone();
-        let body = response.text().await.unwrap_or_default();
-        self.record(format!("{status} {headers:?}\n{body}\n").as_bytes());
-        (status, headers, body)
-    }
-
-    fn client(&self, args: &[&str]) -> Value {
-        let (ok, value, raw) = fixtures::mcp_client(args).expect("mcp-client runs");
-        self.record(raw.as_bytes());
-        assert!(ok, "mcp-client failed: {raw}");
-        value
-    }
-
-    /// The key never reached a client or a log line.
-    fn assert_no_key_leak(&self) {
-        let key = self.key.lock().unwrap().clone();
-        let seen = String::from_utf8_lossy(&self.seen.lock().unwrap()).to_string();
-        assert!(!seen.contains(&key), "the system key reached a client");
-        assert!(!seen.contains("SYSKEY-"), "a system key reached a client");
-        let logs = self.sidecar.logs();
-        assert!(
-            !logs.contains("SYSKEY-"),
-            "a system key reached the sidecar's logs"
-        );
-        assert!(!logs.contains("eyJ"), "a token reached the sidecar's logs");
-    }
-}
-
-/// Reads an SSE response until its first complete event; returns the stream (still open)
-/// and the event's text.
-async fn first_event(
-    response: reqwest::Response,
-) -> (
-    impl futures::Stream<Item = reqwest::Result<bytes::Bytes>>,
-    String,
-) {
-    use futures::StreamExt;
-    let mut stream = Box::pin(response.bytes_stream());
-    let mut raw = Vec::new();
-    while !String::from_utf8_lossy(&raw).contains("\n\n") {
-        let chunk = tokio::time::timeout(Duration::from_secs(5), stream.next())
-            .await
-            .expect("an SSE event within 5 s")
-            .expect("the stream is open")
-            .expect("a chunk");
-        raw.extend_from_slice(&chunk);
-    }
-    (stream, String::from_utf8_lossy(&raw).into_owned())
-}
-
-fn initialize_body() -> String {
-    json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-        "protocolVersion": "2025-06-18", "capabilities": {},
-        "clientInfo": {"name": "e2e", "version": "1"}}})
-    .to_string()
-}
 
 #[tokio::test]
 async fn typescript_client_discovers_auth_and_calls_tools_over_both_transports() {
