@@ -61,6 +61,17 @@ where
     }
 }
 
+/// [`eventually`], failing the test when it gives up.
+pub async fn must_eventually<T, F, Fut>(secs: u64, what: &str, check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    eventually(secs, what, check)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
 /// A fresh private directory under the system temp dir, removed on drop.
 pub struct TempDir(PathBuf);
 

@@ -41,16 +41,7 @@ fn key_secret(name: &str, key: &str) -> Secret {
     .unwrap()
 }
 
-/// [`mcp_gateway_tests::eventually`], failing the test when it gives up.
-async fn eventually<T, F, Fut>(secs: u64, what: &str, check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, String>>,
-{
-    mcp_gateway_tests::eventually(secs, what, check)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-}
+use mcp_gateway_tests::must_eventually as eventually;
 
 fn condition(gw: &McpGateway, type_: &str) -> Option<(String, String, String)> {
     gw.status

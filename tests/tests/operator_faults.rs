@@ -29,15 +29,7 @@ fn gateway(name: &str) -> McpGateway {
     .unwrap()
 }
 
-async fn eventually<T, F, Fut>(secs: u64, what: &str, check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, String>>,
-{
-    mcp_gateway_tests::eventually(secs, what, check)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-}
+use mcp_gateway_tests::must_eventually as eventually;
 
 /// Names of the objects of one kind in a namespace.
 async fn names<K>(client: &kube::Client, ns: &str) -> Vec<String>

@@ -33,15 +33,7 @@ fn gateway(name: &str, key_vault: Value) -> McpGateway {
     .unwrap()
 }
 
-async fn eventually<T, F, Fut>(secs: u64, what: &str, check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, String>>,
-{
-    mcp_gateway_tests::eventually(secs, what, check)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-}
+use mcp_gateway_tests::must_eventually as eventually;
 
 /// Waits for a condition's status and reason; returns its message.
 async fn wait_condition(

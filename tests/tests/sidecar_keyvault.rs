@@ -33,15 +33,7 @@ fn write_atomically(path: &Path, text: &str) {
     std::fs::rename(&tmp, path).unwrap();
 }
 
-async fn eventually<T, F, Fut>(secs: u64, what: &str, check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, String>>,
-{
-    mcp_gateway_tests::eventually(secs, what, check)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-}
+use mcp_gateway_tests::must_eventually as eventually;
 
 /// The sum of the samples of `name` whose labels contain every one of `labels`.
 fn metric(text: &str, name: &str, labels: &[&str]) -> f64 {
