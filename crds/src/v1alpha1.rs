@@ -42,6 +42,7 @@ pub const DEFAULT_KEY_VAULT_SECRET_NAME: &str = "host--systemKey--mcp-095extensi
     namespaced,
     status = "McpGatewayStatus",
     derive = "PartialEq",
+    validation = Rule::new("self.metadata.name.size() <= 55 && self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')").message("metadata.name must be at most 55 lowercase letters, digits and '-', starting with a letter: the gateway's Service is named <name>-gateway, a DNS label of at most 63"),
     doc = "McpGateway puts an Azure Functions MCP server on a public, authenticated endpoint without giving clients its system key.",
     printcolumn(name = "Host", type_ = "string", json_path = ".spec.route.host"),
     printcolumn(name = "Upstream", type_ = "string", json_path = ".spec.upstream.url"),
@@ -97,9 +98,17 @@ fn default_replicas() -> i32 {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("isURL(self.url) && (url(self.url).getScheme() == 'https' || (url(self.url).getScheme() == 'http' && self.allowInsecureUpstream))").message("upstream.url must be an https URL such as https://my-app.azurewebsites.net (plain http only with upstream.allowInsecureUpstream: true)"))]
+// The rules on `url` sit on the object, not the field: the API server quotes a rejected
+// string field's value in its error, and this value may hold the system key.
+#[x_kube(validation = Rule::new("!self.url.contains('?') && !self.url.contains('#')").message("upstream.url must have no query or fragment: the key belongs in systemKey, never in the URL (no ?code=); write the app's base URL such as https://my-app.azurewebsites.net"))]
+#[x_kube(validation = Rule::new("!self.url.contains('@')").message("upstream.url must not contain credentials (user:password@): the key belongs in systemKey; write the app's base URL such as https://my-app.azurewebsites.net"))]
+#[x_kube(validation = Rule::new("!isURL(self.url) || url(self.url).getHostname() != ''").message("upstream.url must name the app's host, such as https://my-app.azurewebsites.net"))]
+#[x_kube(validation = Rule::new("!isURL(self.url) || url(self.url).getEscapedPath() in ['', '/']").message("upstream.url must be the app's base URL with no path, such as https://my-app.azurewebsites.net; the MCP path is upstream.path"))]
 pub struct Upstream {
-    /// Base URL of the Function App, for example `https://my-app.azurewebsites.net`.
-    /// Must be https unless `allowInsecureUpstream` is true.
+    /// Base URL of the Function App, for example `https://my-app.azurewebsites.net`: scheme,
+    /// host and optional port only. Must be https unless `allowInsecureUpstream` is true.
+    /// The system key never goes here (no `?code=`): it comes from `systemKey`. The MCP path
+    /// is `path`.
     #[schemars(length(max = 2048))]
     pub url: String,
 
@@ -120,7 +129,7 @@ pub struct Upstream {
     /// Path of the MCP extension's Streamable HTTP endpoint on the Function App. The legacy
     /// SSE endpoints are `<path>/sse` and `<path>/message`. Default `/runtime/webhooks/mcp`.
     #[serde(default = "default_upstream_path")]
-    #[x_kube(validation = Rule::new("self.startsWith('/') && !self.contains('..') && !self.contains('?') && !self.contains('#')").message("upstream.path must be an absolute path such as /runtime/webhooks/mcp, without '..', '?' or '#'"))]
+    #[x_kube(validation = Rule::new("self.matches(\"^(/[-A-Za-z0-9._~!$&'()*+,;=:@]+)+$\") && !self.contains('..') && !self.matches('(^|/)[.](/|$)')").message("upstream.path must be an absolute path such as /runtime/webhooks/mcp: letters, digits and -._~!$&'()*+,;=:@ in segments, no '%', '?', '#' or '..', no empty or '.' segments, no trailing '/'"))]
     #[schemars(length(max = 256))]
     pub path: String,
 
@@ -218,7 +227,7 @@ fn default_key_header() -> String {
 #[serde(rename_all = "camelCase")]
 pub struct SecretKeyRef {
     /// Name of the Secret.
-    #[x_kube(validation = Rule::new("self.matches('^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$') && self.size() <= 253").message("systemKey.secretRef.name must be a Secret name (lowercase letters, digits, '-' and '.')"))]
+    #[x_kube(validation = Rule::new("self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*$') && self.size() <= 253").message("systemKey.secretRef.name must be a Secret name (lowercase letters, digits, '-' and '.')"))]
     #[schemars(length(max = 253))]
     pub name: String,
 
@@ -243,6 +252,7 @@ fn default_secret_key() -> String {
 #[x_kube(validation = Rule::new("!has(self.sync) || self.sync != 'ExternalSecrets' || has(self.secretStoreRef)").message("systemKey.keyVault.sync ExternalSecrets needs secretStoreRef: the SecretStore or ClusterSecretStore that reads the vault"))]
 #[x_kube(validation = Rule::new("!has(self.sync) || self.sync != 'ExternalSecrets' || !(has(self.vaultName) || has(self.vaultUrl) || has(self.clientId) || has(self.tenantId))").message("with sync ExternalSecrets the SecretStore names the vault and the identity: remove vaultName, vaultUrl, clientId and tenantId"))]
 #[x_kube(validation = Rule::new("(has(self.sync) && self.sync == 'ExternalSecrets') || !has(self.secretStoreRef)").message("systemKey.keyVault.secretStoreRef is only used with sync ExternalSecrets"))]
+#[x_kube(validation = Rule::new("!has(self.vaultUrl) || (has(self.sync) && self.sync == 'Direct') || self.vaultUrl.matches('^https://[^/.]+[.](vault[.]azure[.]net|vault[.]azure[.]cn|vault[.]usgovcloudapi[.]net)/?$')").message("systemKey.keyVault.vaultUrl must be in a cloud the CSI driver knows (vault.azure.net, vault.azure.cn, vault.usgovcloudapi.net); for another host use sync Direct"))]
 pub struct KeyVaultSource {
     /// Name of the vault (`https://<vaultName>.vault.azure.net`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -300,7 +310,7 @@ pub struct KeyVaultSource {
 #[serde(rename_all = "camelCase")]
 pub struct SecretStoreRef {
     /// Name of the store.
-    #[x_kube(validation = Rule::new("self.matches('^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$') && self.size() <= 253").message("systemKey.keyVault.secretStoreRef.name must be a store name (lowercase letters, digits, '-' and '.')"))]
+    #[x_kube(validation = Rule::new("self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*$') && self.size() <= 253").message("systemKey.keyVault.secretStoreRef.name must be a store name (lowercase letters, digits, '-' and '.')"))]
     #[schemars(length(max = 253))]
     pub name: String,
 
@@ -408,7 +418,8 @@ pub struct AuthorizationServer {
 #[serde(rename_all = "camelCase")]
 pub struct UpstreamIdp {
     /// The IdP's issuer, for Entra `https://login.microsoftonline.com/<tenant>/v2.0`.
-    #[x_kube(validation = Rule::new("isURL(self) && (url(self).getScheme() == 'https' || (url(self).getScheme() == 'http' && url(self).getHostname() in ['127.0.0.1', 'localhost']))").message("auth.authorizationServer.idp.issuer must be an https URL such as https://login.microsoftonline.com/<tenant>/v2.0 (plain http only on 127.0.0.1 or localhost, for local testing)"))]
+    #[x_kube(validation = Rule::new("!self.contains('?') && !self.contains('#')").message("auth.authorizationServer.idp.issuer must have no query or fragment (OpenID Connect issuers have none)"))]
+    #[x_kube(validation = Rule::new("isURL(self) && url(self).getHostname() != '' && (url(self).getScheme() == 'https' || (url(self).getScheme() == 'http' && url(self).getHostname() in ['127.0.0.1', 'localhost']))").message("auth.authorizationServer.idp.issuer must be an https URL such as https://login.microsoftonline.com/<tenant>/v2.0 (plain http only on 127.0.0.1 or localhost, for local testing)"))]
     #[schemars(length(max = 512))]
     pub issuer: String,
 
@@ -422,6 +433,7 @@ pub struct UpstreamIdp {
 
     /// Scopes requested at the IdP. Default `openid profile`.
     #[serde(default = "default_idp_scopes")]
+    #[x_kube(validation = Rule::new("self.all(s, s.matches('^[\\\\x21\\\\x23-\\\\x5B\\\\x5D-\\\\x7E]+$'))").message("auth.authorizationServer.idp.scopes must be scope names such as openid or api://<app>/mcp.tools: printable ASCII without spaces, quotes or backslashes"))]
     #[schemars(length(max = 16))]
     #[schemars(inner(length(max = 256)))]
     pub scopes: Vec<String>,
@@ -437,7 +449,7 @@ pub struct UpstreamIdp {
 #[serde(rename_all = "camelCase")]
 pub struct ClientSecretRef {
     /// Name of the Secret.
-    #[x_kube(validation = Rule::new("self.matches('^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$') && self.size() <= 253").message("auth.authorizationServer.idp.clientSecretRef.name must be a Secret name (lowercase letters, digits, '-' and '.')"))]
+    #[x_kube(validation = Rule::new("self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*$') && self.size() <= 253").message("auth.authorizationServer.idp.clientSecretRef.name must be a Secret name (lowercase letters, digits, '-' and '.')"))]
     #[schemars(length(max = 253))]
     pub name: String,
 
@@ -491,7 +503,8 @@ pub struct Oidc {
     /// The token issuer, exactly as in the tokens' `iss` claim, for example
     /// `https://login.microsoftonline.com/<tenant>/v2.0`. Its
     /// `/.well-known/openid-configuration` names the signing keys.
-    #[x_kube(validation = Rule::new("isURL(self) && (url(self).getScheme() == 'https' || (url(self).getScheme() == 'http' && url(self).getHostname() in ['127.0.0.1', 'localhost']))").message("auth.oidc.issuer must be the https issuer URL from the tokens' iss claim, such as https://login.microsoftonline.com/<tenant>/v2.0 (plain http only on 127.0.0.1 or localhost, for local testing)"))]
+    #[x_kube(validation = Rule::new("!self.contains('?') && !self.contains('#')").message("auth.oidc.issuer must have no query or fragment (OpenID Connect issuers have none)"))]
+    #[x_kube(validation = Rule::new("isURL(self) && url(self).getHostname() != '' && (url(self).getScheme() == 'https' || (url(self).getScheme() == 'http' && url(self).getHostname() in ['127.0.0.1', 'localhost']))").message("auth.oidc.issuer must be the https issuer URL from the tokens' iss claim, such as https://login.microsoftonline.com/<tenant>/v2.0 (plain http only on 127.0.0.1 or localhost, for local testing)"))]
     #[schemars(length(max = 2048))]
     pub issuer: String,
 
@@ -504,6 +517,7 @@ pub struct Oidc {
 
     /// Scopes every request's token must carry (from `scp`, `scope` or `roles`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(validation = Rule::new("self.all(s, s.matches('^[\\\\x21\\\\x23-\\\\x5B\\\\x5D-\\\\x7E]+$'))").message("auth.oidc.requiredScopes must be scope names such as mcp.tools: printable ASCII without spaces, quotes or backslashes"))]
     #[schemars(length(max = 32))]
     #[schemars(inner(length(max = 256)))]
     pub required_scopes: Vec<String>,
@@ -517,7 +531,8 @@ pub struct Oidc {
 
     /// The JWKS URL, when it should not be taken from OpenID discovery.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[x_kube(validation = Rule::new("isURL(self) && (url(self).getScheme() == 'https' || (url(self).getScheme() == 'http' && url(self).getHostname() in ['127.0.0.1', 'localhost']))").message("auth.oidc.jwksUri must be an https URL (plain http only on 127.0.0.1 or localhost, for local testing)"))]
+    #[x_kube(validation = Rule::new("!self.contains('#')").message("auth.oidc.jwksUri must have no fragment"))]
+    #[x_kube(validation = Rule::new("isURL(self) && url(self).getHostname() != '' && (url(self).getScheme() == 'https' || (url(self).getScheme() == 'http' && url(self).getHostname() in ['127.0.0.1', 'localhost']))").message("auth.oidc.jwksUri must be an https URL (plain http only on 127.0.0.1 or localhost, for local testing)"))]
     #[schemars(length(max = 2048))]
     pub jwks_uri: Option<String>,
 }
@@ -527,7 +542,8 @@ pub struct Oidc {
 #[serde(rename_all = "camelCase")]
 pub struct Route {
     /// Public DNS name clients use, for example `mcp.example.com`.
-    #[x_kube(validation = Rule::new("self.size() <= 253 && self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$')").message("route.host must be a lowercase DNS name such as mcp.example.com (no scheme, port or path)"))]
+    #[x_kube(validation = Rule::new("self.size() <= 253 && self.matches('^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?(\\\\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)*$')").message("route.host must be a lowercase DNS name such as mcp.example.com (no scheme, port or path; labels of at most 63 characters)"))]
+    #[x_kube(validation = Rule::new("!self.matches('(^|[.])[0-9]+$')").message("route.host must be a DNS name, not an IP address: MCP clients and certificates need a name such as mcp.example.com"))]
     #[schemars(length(max = 253))]
     pub host: String,
 
@@ -535,12 +551,14 @@ pub struct Route {
     /// endpoint is `<pathPrefix>/mcp`; legacy SSE is `<pathPrefix>/sse` and
     /// `<pathPrefix>/message`. Default `/`.
     #[serde(default = "default_path_prefix")]
-    #[x_kube(validation = Rule::new("self.matches('^/[A-Za-z0-9._~/-]*$') && !self.contains('..') && !self.contains('//') && self.size() <= 200").message("route.pathPrefix must start with '/' and contain only letters, digits, '-', '_', '.', '~' and '/', without '..' or '//', such as /weather"))]
+    #[x_kube(validation = Rule::new("self.matches('^/[A-Za-z0-9._~/-]*$') && !self.contains('..') && !self.contains('//') && !self.matches('(^|/)[.](/|$)') && self.size() <= 200").message("route.pathPrefix must start with '/' and contain only letters, digits, '-', '_', '.', '~' and '/', without '..', '//' or '.' segments, such as /weather"))]
+    #[x_kube(validation = Rule::new("!self.matches('(^|/)([.]well-known|oauth)(/|$)')").message("route.pathPrefix must not contain a .well-known or oauth segment: the gateway serves its OAuth metadata and sign-in endpoints there; choose a prefix such as /weather"))]
     #[schemars(length(max = 200))]
     pub path_prefix: String,
 
     /// IngressClass for the Ingress; the cluster default when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*$')").message("route.ingressClassName must be an IngressClass name (lowercase letters, digits, '-' and '.')"))]
     #[schemars(length(max = 253))]
     pub ingress_class_name: Option<String>,
 
@@ -557,8 +575,15 @@ pub struct Route {
     #[x_kube(validation = Rule::new("self.all(o, o == '*' || (isURL(o) && url(o).getScheme() in ['http', 'https'] && url(o).getEscapedPath() in ['', '/']))").message("route.allowedOrigins entries must be origins such as http://localhost:6274 (scheme, host, optional port; no path), or *"))]
     pub allowed_origins: Vec<String>,
 
-    /// Extra annotations for the Ingress (for example cert-manager's cluster-issuer).
+    /// Extra annotations for the Ingress, for example cert-manager's
+    /// `cert-manager.io/cluster-issuer`. Configuration snippets (any key containing
+    /// `snippet`) are refused: they would let a gateway's author program the shared ingress
+    /// controller. The operator accepts only annotations under the prefixes a cluster admin
+    /// allows (chart value `operator.allowedAnnotationPrefixes`; by default cert-manager,
+    /// external-dns and the streaming timeouts and buffering the operator itself sets).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[x_kube(validation = Rule::new("self.all(k, !k.lowerAscii().contains('snippet'))").message("route.annotations must not contain configuration snippets (keys with 'snippet', such as nginx.ingress.kubernetes.io/configuration-snippet): they inject configuration into the shared ingress controller"))]
+    #[schemars(extend("maxProperties" = 32))]
     pub annotations: BTreeMap<String, String>,
 }
 
@@ -571,7 +596,7 @@ fn default_path_prefix() -> String {
 #[serde(rename_all = "camelCase")]
 pub struct RouteTls {
     /// Secret of type kubernetes.io/tls holding the certificate for the host.
-    #[x_kube(validation = Rule::new("self.matches('^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$') && self.size() <= 253").message("route.tls.secretName must be a Secret name"))]
+    #[x_kube(validation = Rule::new("self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*$') && self.size() <= 253").message("route.tls.secretName must be a Secret name"))]
     #[schemars(length(max = 253))]
     pub secret_name: String,
 }

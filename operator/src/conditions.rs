@@ -1,6 +1,8 @@
 //! Status conditions, computed from what the reconcile observed. Pure: the previous
 //! conditions come in so a condition keeps its `lastTransitionTime` while its status holds.
 
+use std::collections::BTreeMap;
+
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 use crate::key_report::KeyReport;
@@ -9,6 +11,33 @@ pub const READY: &str = "Ready";
 pub const CONFIG_VALID: &str = "ConfigValid";
 pub const KEY_AVAILABLE: &str = "KeyAvailable";
 pub const KEY_ACCEPTED: &str = "KeyAccepted";
+/// True while an older gateway on the same host owns some of this gateway's paths. (A
+/// problem condition, like Gateway API's `Conflicted`: True is the bad state.)
+pub const ROUTE_CONFLICT: &str = "RouteConflict";
+
+/// Whether a condition in this status is the healthy state: False for [`ROUTE_CONFLICT`],
+/// True for every other type.
+pub fn is_healthy(type_: &str, status: &str) -> bool {
+    if type_ == ROUTE_CONFLICT {
+        status == "False"
+    } else {
+        status == "True"
+    }
+}
+
+/// Whether the gateway's public paths are its own.
+#[derive(Clone, Debug, PartialEq)]
+pub enum RouteState {
+    /// Not checked, because the spec is invalid.
+    Unchecked,
+    /// No older gateway on `host` claims any of its paths.
+    Clear { host: String },
+    /// Paths (with their owner, `namespace/name`) an older gateway on `host` owns.
+    Conflict {
+        host: String,
+        lost: BTreeMap<String, String>,
+    },
+}
 
 /// What the reconcile found out about the system key's Secret.
 #[derive(Clone, Debug, PartialEq)]
@@ -59,6 +88,7 @@ pub struct Observed {
     pub apply_error: Option<String>,
     /// What the gateway pods reported about the key (`None`: not asked).
     pub report: Option<KeyReport>,
+    pub route: RouteState,
 }
 
 /// A condition's status: `True`, `False`, or `Unknown` while nothing can tell.
@@ -135,6 +165,7 @@ pub fn compute(
         generation,
         &now,
     );
+    let route = route_conflict(&observed.route, generation, &now);
     // `Unknown` does not hold a gateway back: pods that read the key themselves are not
     // ready without one, so the replica count already says it.
     let key_ok = key_status != Status::False;
@@ -148,6 +179,11 @@ pub fn compute(
             false,
             "InvalidSpec",
             "the spec is invalid; see ConfigValid".to_string(),
+        ),
+        (Ok(()), _, _) if route.status == "True" => (
+            false,
+            "RouteConflict",
+            "another gateway owns some of this gateway's paths; see RouteConflict".to_string(),
         ),
         (Ok(()), false, _) => (
             false,
@@ -177,7 +213,7 @@ pub fn compute(
         ),
     };
     let ready = condition(READY, ready.0, ready.1, ready.2, generation, &now);
-    [ready, config, key, accepted]
+    [ready, config, key, accepted, route]
         .into_iter()
         .map(|mut c| {
             if let Some(old) = previous
@@ -304,6 +340,40 @@ fn key_accepted(report: &Option<KeyReport>) -> (Status, &'static str, String) {
     }
 }
 
+fn route_conflict(route: &RouteState, generation: Option<i64>, now: &Time) -> Condition {
+    let (status, reason, message) = match route {
+        RouteState::Unchecked => (
+            Status::Unknown,
+            "NotChecked",
+            "the spec is invalid, so its routes were not checked".to_string(),
+        ),
+        RouteState::Clear { host } => (
+            Status::False,
+            "NoConflict",
+            format!("no older gateway routes any of this gateway's paths on {host}"),
+        ),
+        RouteState::Conflict { host, lost } => {
+            let mut by_owner: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+            for (path, owner) in lost {
+                by_owner.entry(owner).or_default().push(path);
+            }
+            let owners: Vec<String> = by_owner
+                .iter()
+                .map(|(owner, paths)| format!("{} to McpGateway {owner}", paths.join(", ")))
+                .collect();
+            (
+                Status::True,
+                "PathsClaimed",
+                format!(
+                    "on host {host}, an older gateway already routes {}; this gateway gets no Ingress rule for them. Choose another route.host or route.pathPrefix",
+                    owners.join("; ")
+                ),
+            )
+        }
+    };
+    condition(ROUTE_CONFLICT, status, reason, message, generation, now)
+}
+
 /// The condition of `type_` in a list.
 pub fn find<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a Condition> {
     conditions.iter().find(|c| c.type_ == type_)
@@ -333,6 +403,9 @@ mod tests {
             replicas: Some((2, 2)),
             apply_error: None,
             report: None,
+            route: RouteState::Clear {
+                host: "mcp.example.com".into(),
+            },
         };
         let c = compute(&ok, Some(4), &[], at(100));
         assert_eq!(find(&c, READY).unwrap().status, "True");
@@ -371,8 +444,10 @@ mod tests {
             replicas: None,
             apply_error: None,
             report: None,
+            route: RouteState::Unchecked,
         };
         let c = compute(&invalid, None, &[], at(1));
+        assert_eq!(find(&c, ROUTE_CONFLICT).unwrap().status, "Unknown");
         assert_eq!(find(&c, CONFIG_VALID).unwrap().status, "False");
         assert_eq!(find(&c, CONFIG_VALID).unwrap().message, "route.host ...");
         assert_eq!(find(&c, READY).unwrap().reason, "InvalidSpec");
@@ -386,6 +461,9 @@ mod tests {
             replicas: None,
             apply_error: Some("applying Service apps/weather-gateway: range is full".into()),
             report: None,
+            route: RouteState::Clear {
+                host: "mcp.example.com".into(),
+            },
         };
         let c = compute(&failed, None, &[], at(1));
         let ready = find(&c, READY).unwrap();
@@ -414,6 +492,9 @@ mod tests {
             replicas: Some((2, 2)),
             apply_error: None,
             report: report(2, 2, 1, 1),
+            route: RouteState::Clear {
+                host: "mcp.example.com".into(),
+            },
         };
         let c = compute(&ok, None, &[], at(1));
         let accepted = find(&c, KEY_ACCEPTED).unwrap();
@@ -464,6 +545,9 @@ mod tests {
             replicas: Some((1, 0)),
             apply_error: None,
             report: None,
+            route: RouteState::Clear {
+                host: "mcp.example.com".into(),
+            },
         };
         let status = |o: &Observed| {
             let c = compute(o, None, &[], at(1));
@@ -530,6 +614,9 @@ mod tests {
             replicas: Some((1, 1)),
             apply_error: None,
             report: None,
+            route: RouteState::Clear {
+                host: "mcp.example.com".into(),
+            },
         };
         let first = compute(&ok, None, &[], at(100));
         let again = compute(&ok, None, &first, at(200));
@@ -547,6 +634,54 @@ mod tests {
     }
 
     #[test]
+    fn a_route_conflict_names_the_owner_and_holds_ready_false() {
+        let conflicted = Observed {
+            config: Ok(()),
+            key: available(),
+            replicas: Some((2, 2)),
+            apply_error: None,
+            report: None,
+            route: RouteState::Conflict {
+                host: "mcp.example.com".into(),
+                lost: BTreeMap::from([
+                    ("/w/mcp".to_string(), "team-a/weather".to_string()),
+                    ("/w/sse".to_string(), "team-a/weather".to_string()),
+                ]),
+            },
+        };
+        let c = compute(&conflicted, None, &[], at(1));
+        let route = find(&c, ROUTE_CONFLICT).unwrap();
+        assert_eq!(
+            (route.status.as_str(), route.reason.as_str()),
+            ("True", "PathsClaimed")
+        );
+        assert!(
+            route
+                .message
+                .contains("/w/mcp, /w/sse to McpGateway team-a/weather"),
+            "{}",
+            route.message
+        );
+        assert!(!is_healthy(ROUTE_CONFLICT, &route.status));
+        let ready = find(&c, READY).unwrap();
+        assert_eq!(
+            (ready.status.as_str(), ready.reason.as_str()),
+            ("False", "RouteConflict")
+        );
+
+        let clear = Observed {
+            route: RouteState::Clear {
+                host: "mcp.example.com".into(),
+            },
+            ..conflicted
+        };
+        let c = compute(&clear, None, &[], at(2));
+        assert_eq!(find(&c, ROUTE_CONFLICT).unwrap().status, "False");
+        assert!(is_healthy(ROUTE_CONFLICT, "False"));
+        assert_eq!(find(&c, READY).unwrap().status, "True");
+    }
+
+    #[test]
     fn no_condition_carries_a_key_value() {
         // Messages name the Secret and key name, never data.
         let c = compute(
@@ -559,6 +694,9 @@ mod tests {
                 replicas: None,
                 apply_error: None,
                 report: None,
+                route: RouteState::Clear {
+                    host: "mcp.example.com".into(),
+                },
             },
             None,
             &[],

@@ -1,7 +1,9 @@
 //! The controller: watches McpGateways, the objects they own and the Secrets they name, and
-//! runs the reconcile pipeline: load → validate → check key → build → apply → status.
+//! runs the reconcile pipeline: load → validate → claim routes → check key → render → apply
+//! → status.
 
-use std::sync::Arc;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -13,7 +15,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use kube::runtime::reflector::ObjectRef;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::utils::{Backoff, ResetTimerBackoff};
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
@@ -24,11 +26,13 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::MANAGER;
-use crate::build::{self, Defaults, Objects, ThirdPartyKind};
-use crate::conditions::{self, KeyState, Observed};
+use crate::annotations;
+use crate::claims::{self, Claim};
+use crate::conditions::{self, KeyState, Observed, RouteState};
 use crate::key_report::{self, KeyReport};
 use crate::metrics::{Metrics, Outcome, Reason};
 use crate::pods;
+use crate::render::{self, Defaults, Objects, ThirdPartyKind};
 use crate::validate::{self, KeySource, Plan};
 
 /// Reconciles run at once.
@@ -39,6 +43,11 @@ const RESYNC: Duration = Duration::from_secs(300);
 
 /// How often a gateway with pods, or one waiting for a CRD, is looked at again.
 pub const DEFAULT_KEY_STATUS_INTERVAL: Duration = Duration::from_secs(30);
+
+/// How often a gateway that lost paths to an older one looks again. The older gateway's
+/// deletion triggers nothing here (it has no finalizer, and the other gateways' watch
+/// cannot tell a deletion from a status write), so this is how the newer one recovers.
+const ROUTE_CONFLICT_RECHECK: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -52,6 +61,8 @@ pub enum Error {
     Status(#[source] kube::Error),
     #[error("asking the API server whether {0} is installed: {1}")]
     Discovery(String, #[source] kube::Error),
+    #[error("deleting {0}: {1}")]
+    Delete(String, #[source] kube::Error),
     #[error("the McpGateway has no namespace")]
     NoNamespace,
 }
@@ -63,7 +74,8 @@ impl Error {
             Error::Apply(what, kube::Error::Api(status))
             | Error::ReadSecret(what, kube::Error::Api(status))
             | Error::CreateSessionSecret(what, kube::Error::Api(status))
-            | Error::Discovery(what, kube::Error::Api(status)) => {
+            | Error::Discovery(what, kube::Error::Api(status))
+            | Error::Delete(what, kube::Error::Api(status)) => {
                 format!("{} {what}: {}", self.action(), status.message)
             }
             other => other.to_string(),
@@ -77,6 +89,7 @@ impl Error {
             Error::Apply(..) => "applying",
             Error::Status(..) => "writing the status",
             Error::Discovery(..) => "asking whether the API has",
+            Error::Delete(..) => "deleting",
             Error::NoNamespace => "reading the McpGateway",
         }
     }
@@ -89,6 +102,7 @@ impl Error {
             Error::Apply(..) => "apply",
             Error::Status(..) => "status",
             Error::Discovery(..) => "discovery",
+            Error::Delete(..) => "delete",
             Error::NoNamespace => "no_namespace",
         }
     }
@@ -103,6 +117,8 @@ pub struct Context {
     pub http: reqwest::Client,
     /// How often a running gateway's pods are asked about the key.
     pub key_status_interval: Duration,
+    /// Every McpGateway the controller knows (set by [`run`]): who else claims a host.
+    gateways: Option<Store<McpGateway>>,
 }
 
 impl Context {
@@ -126,12 +142,26 @@ impl Context {
             recorder,
             http: reqwest::Client::new(),
             key_status_interval: DEFAULT_KEY_STATUS_INTERVAL,
+            gateways: None,
         }
+    }
+
+    /// The gateways' claims on `host`.
+    fn claims_on(&self, host: &str) -> Vec<Claim> {
+        let Some(store) = &self.gateways else {
+            return Vec::new();
+        };
+        store
+            .state()
+            .iter()
+            .filter(|gw| gw.spec.route.host == host)
+            .filter_map(|gw| Claim::of(gw, &self.defaults.allowed_annotation_prefixes))
+            .collect()
     }
 }
 
 /// Runs the controller until a shutdown signal.
-pub async fn run(ctx: Arc<Context>) {
+pub async fn run(mut ctx: Context) {
     let client = ctx.client.clone();
     let owned =
         watcher::Config::default().labels(&format!("app.kubernetes.io/managed-by={MANAGER}"));
@@ -151,6 +181,10 @@ pub async fn run(ctx: Arc<Context>) {
         Duration::from_secs(30),
     ));
     let store = controller.store();
+    ctx.gateways = Some(store.clone());
+    let ctx = Arc::new(ctx);
+    let hosts = store.clone();
+    let seen_generations = Mutex::new(HashMap::<String, i64>::new());
     controller
         .owns(Api::<ConfigMap>::all(client.clone()), owned.clone())
         .owns(Api::<Deployment>::all(client.clone()), owned.clone())
@@ -164,6 +198,46 @@ pub async fn run(ctx: Arc<Context>) {
             let name = labels.get("app.kubernetes.io/instance")?;
             Some(ObjectRef::<McpGateway>::new(name).within(&pod.namespace()?))
         })
+        // A gateway whose spec changes (or that is being deleted) may take or free paths
+        // on its host: the other gateways there look again. Status writes, which do not
+        // change the generation, trigger nothing, so gateways sharing a host do not wake
+        // each other in a loop.
+        .watches(
+            Api::<McpGateway>::all(client.clone()),
+            watcher::Config::default(),
+            move |changed| {
+                let id = format!(
+                    "{}/{}",
+                    changed.namespace().unwrap_or_default(),
+                    changed.name_any()
+                );
+                let generation = changed.metadata.generation.unwrap_or_default();
+                let mut seen = seen_generations.lock().unwrap_or_else(|e| e.into_inner());
+                // A gateway seen for the first time is either new (the youngest: it can
+                // only lose paths, which its own reconcile finds) or listed at start-up
+                // (when every gateway is reconciled anyway).
+                let spec_changed = if changed.metadata.deletion_timestamp.is_some() {
+                    seen.remove(&id);
+                    true
+                } else {
+                    seen.insert(id, generation)
+                        .is_some_and(|before| before != generation)
+                };
+                drop(seen);
+                if !spec_changed {
+                    return Vec::new();
+                }
+                hosts
+                    .state()
+                    .into_iter()
+                    .filter(|gw| {
+                        gw.spec.route.host == changed.spec.route.host
+                            && gw.metadata.uid != changed.metadata.uid
+                    })
+                    .map(|gw| ObjectRef::from_obj(gw.as_ref()))
+                    .collect::<Vec<_>>()
+            },
+        )
         // Creating or fixing a Secret re-reconciles the gateways that name it.
         .watches(
             Api::<Secret>::all(client),
@@ -270,7 +344,13 @@ async fn reconcile_inner(gateway: &McpGateway, ctx: &Context) -> Result<Action, 
         .map(|s| s.conditions.clone())
         .unwrap_or_default();
 
-    let plan = validate::validate(gateway);
+    let plan = validate::validate(gateway).and_then(|plan| {
+        annotations::check(
+            &gateway.spec.route.annotations,
+            &ctx.defaults.allowed_annotation_prefixes,
+        )?;
+        Ok(plan)
+    });
     let mut failure = None;
     let mut requeue = RESYNC;
     let (observed, url, key_status) = match &plan {
@@ -281,12 +361,21 @@ async fn reconcile_inner(gateway: &McpGateway, ctx: &Context) -> Result<Action, 
                 replicas: None,
                 apply_error: None,
                 report: None,
+                route: RouteState::Unchecked,
             },
             None,
             None,
         ),
         Ok(plan) => {
-            let objects = build::build(gateway, plan, &ctx.defaults);
+            let route = route_state(ctx, gateway);
+            let lost: BTreeSet<String> = match &route {
+                RouteState::Conflict { lost, .. } => lost.keys().cloned().collect(),
+                _ => BTreeSet::new(),
+            };
+            if !lost.is_empty() {
+                requeue = ROUTE_CONFLICT_RECHECK;
+            }
+            let objects = render::build(gateway, plan, &lost, &ctx.defaults);
             let missing = match &objects.key_sync {
                 Some((kind, _)) if !served(&ctx.client, kind).await? => Some(kind.clone()),
                 _ => None,
@@ -320,8 +409,11 @@ async fn reconcile_inner(gateway: &McpGateway, ctx: &Context) -> Result<Action, 
             // Pods report a key's fate only while they run; a missing CRD may be installed
             // any time. Both are looked at again soon; everything else waits for a watch.
             if missing.is_some() || report.as_ref().is_some_and(|r| r.pods > 0) {
-                requeue = ctx.key_status_interval;
+                requeue = requeue.min(ctx.key_status_interval);
             }
+            // The URL is this gateway's only while it routes its MCP endpoint.
+            let mcp_path = format!("{}/mcp", plan.sidecar.prefix());
+            let url = (!lost.contains(&mcp_path)).then(|| plan.url.clone());
             let key_status = key_status(&namespace, plan, report.as_ref());
             let observed = Observed {
                 config: Ok(()),
@@ -329,8 +421,9 @@ async fn reconcile_inner(gateway: &McpGateway, ctx: &Context) -> Result<Action, 
                 replicas,
                 apply_error: failure.as_ref().map(Error::user_message),
                 report,
+                route,
             };
-            (observed, Some(plan.url.clone()), Some(key_status))
+            (observed, url, Some(key_status))
         }
     };
 
@@ -361,6 +454,20 @@ async fn reconcile_inner(gateway: &McpGateway, ctx: &Context) -> Result<Action, 
     match failure {
         Some(error) => Err(error),
         None => Ok(Action::requeue(requeue)),
+    }
+}
+
+/// Whether an older gateway on the same host owns some of this gateway's paths.
+fn route_state(ctx: &Context, gateway: &McpGateway) -> RouteState {
+    let host = gateway.spec.route.host.clone();
+    let Some(mine) = Claim::of(gateway, &ctx.defaults.allowed_annotation_prefixes) else {
+        return RouteState::Unchecked;
+    };
+    let lost = claims::contested(&mine, &ctx.claims_on(&host));
+    if lost.is_empty() {
+        RouteState::Clear { host }
+    } else {
+        RouteState::Conflict { host, lost }
     }
 }
 
@@ -395,16 +502,16 @@ async fn apply_all(
     ensure_key_secret(
         &ctx.client,
         namespace,
-        build::session_secret_name(gateway),
-        |key| build::session_secret(gateway, key),
+        render::session_secret_name(gateway),
+        |key| render::session_secret(gateway, key),
     )
     .await?;
     if matches!(gateway.spec.auth.mode, AuthMode::AuthorizationServer) {
         ensure_key_secret(
             &ctx.client,
             namespace,
-            build::facade_secret_name(gateway),
-            |key| build::facade_secret(gateway, key),
+            render::facade_secret_name(gateway),
+            |key| render::facade_secret(gateway, key),
         )
         .await?;
     }
@@ -414,7 +521,12 @@ async fn apply_all(
     }
     apply(&ctx.client, namespace, &objects.config_map).await?;
     apply(&ctx.client, namespace, &objects.service).await?;
-    apply(&ctx.client, namespace, &objects.ingress).await?;
+    match &objects.ingress {
+        Some(ingress) => {
+            apply(&ctx.client, namespace, ingress).await?;
+        }
+        None => delete_owned::<Ingress>(&ctx.client, namespace, gateway).await?,
+    }
     apply(&ctx.client, namespace, &objects.deployment).await
 }
 
@@ -448,7 +560,7 @@ async fn check_key(
         return Ok(if external {
             KeyState::ExternalSecretPending {
                 secret: secret_id,
-                external_secret: format!("{namespace}/{}", build::object_name(gateway)),
+                external_secret: format!("{namespace}/{}", render::object_name(gateway)),
             }
         } else {
             KeyState::SecretNotFound { secret: secret_id }
@@ -520,6 +632,45 @@ async fn apply_dynamic(
     .map_err(|e| Error::Apply(format!("{} {namespace}/{name}", kind.kind), e))
 }
 
+/// Deletes this gateway's object of kind `K` (named [`render::object_name`]) if it exists
+/// and the gateway controls it.
+async fn delete_owned<K>(
+    client: &Client,
+    namespace: &str,
+    gateway: &McpGateway,
+) -> Result<(), Error>
+where
+    K: Resource<Scope = kube::core::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), namespace);
+    let name = render::object_name(gateway);
+    let what = || format!("{} {namespace}/{name}", K::kind(&()));
+    let existing = api
+        .get_metadata_opt(&name)
+        .await
+        .map_err(|e| Error::Delete(what(), e))?;
+    let Some(existing) = existing else {
+        return Ok(());
+    };
+    let ours = existing
+        .metadata
+        .owner_references
+        .unwrap_or_default()
+        .iter()
+        .any(|o| o.controller == Some(true) && Some(&o.uid) == gateway.metadata.uid.as_ref());
+    if !ours {
+        return Ok(());
+    }
+    match api.delete(&name, &Default::default()).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+        Err(e) => Err(Error::Delete(what(), e)),
+    }
+}
+
 async fn apply<K>(client: &Client, namespace: &str, object: &K) -> Result<K, Error>
 where
     K: Resource<Scope = kube::core::NamespaceResourceScope, DynamicType = ()>
@@ -550,13 +701,15 @@ async fn publish_transitions(
     let reference = gateway.object_ref(&());
     for c in current {
         let before = conditions::find(previous, &c.type_).map(|p| p.status.as_str());
-        if before == Some(c.status.as_str())
-            || (before.is_none() && c.status == "True" && c.type_ != conditions::READY)
-        {
+        let healthy = conditions::is_healthy(&c.type_, &c.status);
+        let first_and_quiet = before.is_none()
+            && ((healthy && c.type_ != conditions::READY)
+                || (c.type_ == conditions::ROUTE_CONFLICT && c.status == "Unknown"));
+        if before == Some(c.status.as_str()) || first_and_quiet {
             continue;
         }
         let event = Event {
-            type_: if c.status == "True" {
+            type_: if healthy {
                 EventType::Normal
             } else {
                 EventType::Warning

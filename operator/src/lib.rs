@@ -1,14 +1,18 @@
 //! mcp-gateway-operator: reconciles McpGateway resources into a deployed auth proxy.
 //!
-//! The pipeline, as in `reconcile.rs`: load → validate (`validate`) → build (`build`, pure)
-//! → apply (server-side apply, owner references) → status (`conditions`).
+//! The pipeline, as in `controller.rs`: load → validate (`validate`, `spec_checks`,
+//! `annotations`) → claim the routes (`claims`) → render (`render`, pure) → apply
+//! (server-side apply, owner references) → status (`conditions`).
 
-pub mod build;
+pub mod annotations;
+pub mod claims;
 pub mod conditions;
 pub mod controller;
 pub mod key_report;
 pub mod metrics;
 pub mod pods;
+pub mod render;
+pub mod spec_checks;
 pub mod validate;
 
 /// The field manager for every object the operator writes.

@@ -9,9 +9,9 @@ use anyhow::Context as _;
 use clap::Parser;
 use http::{Response, StatusCode, header};
 use kube_lease_manager::LeaseManagerBuilder;
-use mcp_gateway_operator::build::Defaults;
 use mcp_gateway_operator::controller::{self, Context};
 use mcp_gateway_operator::metrics::Metrics;
+use mcp_gateway_operator::render::Defaults;
 use mcp_gateway_sidecar::body;
 use mcp_gateway_sidecar::server;
 
@@ -39,6 +39,11 @@ struct Args {
     /// (`KeyAccepted`, `status.systemKey`).
     #[arg(long, env = "MCP_GATEWAY_KEY_STATUS_INTERVAL_SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
     key_status_interval_seconds: u64,
+    /// Prefixes of the `route.annotations` keys gateways may set on their Ingress
+    /// (comma-separated). Snippets are refused whatever this says. Default: cert-manager,
+    /// external-dns and the streaming timeouts/buffering the operator sets.
+    #[arg(long, env = "MCP_GATEWAY_ALLOWED_ANNOTATION_PREFIXES", value_delimiter = ',', default_values_t = mcp_gateway_operator::annotations::default_allowed_prefixes())]
+    allowed_annotation_prefixes: Vec<String>,
 }
 
 #[tokio::main]
@@ -92,10 +97,10 @@ async fn main() -> anyhow::Result<()> {
 
     let defaults = Defaults {
         sidecar_image: args.sidecar_image,
+        allowed_annotation_prefixes: args.allowed_annotation_prefixes,
     };
     let mut ctx = Context::new(client.clone(), defaults, metrics, args.pod_name.clone());
     ctx.key_status_interval = std::time::Duration::from_secs(args.key_status_interval_seconds);
-    let ctx = Arc::new(ctx);
 
     if !args.leader_election {
         ready.store(true, Ordering::Relaxed);

@@ -9,8 +9,8 @@ use kube::api::{Api, ListParams};
 use kube::{Client, ResourceExt};
 use mcp_gateway_crds::v1alpha1::McpGateway;
 
-use crate::build::selector;
 use crate::key_report::PodKeyReport;
+use crate::render::selector;
 use crate::validate::ADMIN_PORT;
 
 /// A pod that does not answer within this is left out of the verdict.

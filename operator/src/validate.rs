@@ -25,8 +25,7 @@ pub const CONFIG_FILE_NAME: &str = "config.yaml";
 pub const PUBLIC_PORT: u16 = 8080;
 pub const ADMIN_PORT: u16 = 9090;
 
-/// Objects are named `<gateway>-gateway`; a Service name is a DNS label of at most 63.
-pub const MAX_NAME_LEN: usize = 55;
+pub use crate::spec_checks::MAX_NAME_LEN;
 
 /// A gateway the operator can render.
 #[derive(Clone, Debug, PartialEq)]
@@ -279,13 +278,8 @@ fn key_source(gateway_name: &str, key: &SystemKey) -> Result<(KeySource, SystemK
 
 pub fn validate(gateway: &McpGateway) -> Result<Plan, String> {
     let name = gateway.metadata.name.as_deref().unwrap_or_default();
-    if name.len() > MAX_NAME_LEN {
-        return Err(format!(
-            "metadata.name is {} characters; use at most {MAX_NAME_LEN} so the objects named after it are valid",
-            name.len()
-        ));
-    }
     let spec = &gateway.spec;
+    crate::spec_checks::check(name, spec)?;
     let (key, system_key) = key_source(name, &spec.system_key)?;
     let mut facade = None;
     let auth = match spec.auth.mode {
@@ -354,9 +348,13 @@ pub fn validate(gateway: &McpGateway) -> Result<Plan, String> {
         );
     }
     let prefix = normalize_prefix(&spec.route.path_prefix);
-    let public_base_url: url::Url = format!("https://{}", spec.route.host)
-        .parse()
-        .map_err(|_| "route.host is not a valid host name".to_string())?;
+    let public_base_url: url::Url =
+        format!("https://{}", spec.route.host)
+            .parse()
+            .map_err(|_| {
+                "route.host is not a valid host name (an xn-- label must be valid punycode)"
+                    .to_string()
+            })?;
     let sidecar = Config {
         listen: ([0, 0, 0, 0], PUBLIC_PORT).into(),
         admin_listen: ([0, 0, 0, 0], ADMIN_PORT).into(),

@@ -5,9 +5,13 @@
 use kube::api::{Api, DynamicObject, ListParams, PostParams};
 use kube::core::ApiResource;
 use mcp_gateway_crds::v1alpha1::McpGateway;
+use mcp_gateway_operator::{annotations, validate};
 use mcp_gateway_tests::cluster::{Cluster, TestNamespace};
 use mcp_gateway_tests::workspace_root;
 use serde_json::{Value, json};
+
+/// A key-shaped value a user might paste into the upstream URL.
+const URL_KEY: &str = "SYSKEY-in-the-url-a1b2c3";
 
 fn valid_spec() -> Value {
     json!({
@@ -386,6 +390,217 @@ async fn admission_rejects_invalid_gateways_with_a_message_and_stores_nothing() 
             with(base(), "/auth/oidc/allowedTenants", json!(["contoso.com"])),
             "allowedTenants must be Entra tenant IDs",
         ),
+        // What a gateway's author could abuse, or get wrong in a way that leaks.
+        (
+            "upstream-url-with-the-key",
+            with(
+                base(),
+                "/upstream/url",
+                json!(format!(
+                    "https://app.azurewebsites.net/runtime/webhooks/mcp?code={URL_KEY}"
+                )),
+            ),
+            "upstream.url must have no query or fragment: the key belongs in systemKey",
+        ),
+        (
+            "upstream-url-key-without-path",
+            with(
+                base(),
+                "/upstream/url",
+                json!(format!("https://app.azurewebsites.net?code={URL_KEY}")),
+            ),
+            "upstream.url must have no query or fragment",
+        ),
+        (
+            "upstream-url-with-credentials",
+            with(
+                base(),
+                "/upstream/url",
+                json!(format!("https://user:{URL_KEY}@app.azurewebsites.net")),
+            ),
+            "upstream.url must not contain credentials",
+        ),
+        (
+            "upstream-url-with-fragment",
+            with(
+                base(),
+                "/upstream/url",
+                json!("https://app.azurewebsites.net/#x"),
+            ),
+            "upstream.url must have no query or fragment",
+        ),
+        (
+            "upstream-url-with-path",
+            with(
+                base(),
+                "/upstream/url",
+                json!("https://app.azurewebsites.net/runtime/webhooks/mcp"),
+            ),
+            "the MCP path is upstream.path",
+        ),
+        (
+            "configuration-snippet",
+            with(
+                base(),
+                "/route/annotations",
+                json!({"nginx.ingress.kubernetes.io/configuration-snippet": "proxy_pass http://evil;"}),
+            ),
+            "route.annotations must not contain configuration snippets",
+        ),
+        (
+            "server-snippet",
+            with(
+                base(),
+                "/route/annotations",
+                json!({"nginx.ingress.kubernetes.io/server-snippet": "x"}),
+            ),
+            "route.annotations must not contain configuration snippets",
+        ),
+        (
+            "auth-snippet",
+            with(
+                base(),
+                "/route/annotations",
+                json!({"nginx.ingress.kubernetes.io/auth-snippet": "x"}),
+            ),
+            "route.annotations must not contain configuration snippets",
+        ),
+        (
+            "haproxy-snippet",
+            with(
+                base(),
+                "/route/annotations",
+                json!({"haproxy.org/backend-config-snippet": "x"}),
+            ),
+            "route.annotations must not contain configuration snippets",
+        ),
+        (
+            "traefik-snippets",
+            with(
+                base(),
+                "/route/annotations",
+                json!({"example.com/server-Snippets": "x"}),
+            ),
+            "route.annotations must not contain configuration snippets",
+        ),
+        (
+            "prefix-claims-metadata-of-another",
+            with(
+                base(),
+                "/route/pathPrefix",
+                json!("/.well-known/oauth-protected-resource/victim"),
+            ),
+            "route.pathPrefix must not contain a .well-known or oauth segment",
+        ),
+        (
+            "prefix-well-known",
+            with(base(), "/route/pathPrefix", json!("/.well-known")),
+            "route.pathPrefix must not contain a .well-known or oauth segment",
+        ),
+        (
+            "prefix-inside-a-facade",
+            with(base(), "/route/pathPrefix", json!("/victim/oauth")),
+            "route.pathPrefix must not contain a .well-known or oauth segment",
+        ),
+        (
+            "prefix-dot-segment",
+            with(base(), "/route/pathPrefix", json!("/a/./b")),
+            "without '..', '//' or '.' segments",
+        ),
+        (
+            "upstream-path-dot-segment",
+            with(base(), "/upstream/path", json!("/runtime/./webhooks/mcp")),
+            "upstream.path must be an absolute path",
+        ),
+        (
+            "upstream-path-double-slash",
+            with(base(), "/upstream/path", json!("/runtime//webhooks/mcp")),
+            "upstream.path must be an absolute path",
+        ),
+        (
+            "upstream-path-encoded-dots",
+            with(base(), "/upstream/path", json!("/runtime/%2e%2e/admin")),
+            "upstream.path must be an absolute path",
+        ),
+        (
+            "upstream-path-trailing-slash",
+            with(base(), "/upstream/path", json!("/runtime/webhooks/mcp/")),
+            "upstream.path must be an absolute path",
+        ),
+        (
+            "host-ip-address",
+            with(base(), "/route/host", json!("10.1.2.3")),
+            "route.host must be a DNS name, not an IP address",
+        ),
+        (
+            "host-label-too-long",
+            with(
+                base(),
+                "/route/host",
+                json!(format!("{}.example.com", "a".repeat(64))),
+            ),
+            "labels of at most 63 characters",
+        ),
+        (
+            "tls-secret-not-a-name",
+            with(base(), "/route/tls", json!({"secretName": "a..b"})),
+            "route.tls.secretName must be a Secret name",
+        ),
+        (
+            "ingress-class-not-a-name",
+            with(base(), "/route/ingressClassName", json!("Nginx Public")),
+            "route.ingressClassName must be an IngressClass name",
+        ),
+        (
+            "required-scope-with-space",
+            with(base(), "/auth/oidc/requiredScopes", json!(["mcp tools"])),
+            "auth.oidc.requiredScopes must be scope names",
+        ),
+        (
+            "required-scope-with-control-character",
+            with(base(), "/auth/oidc/requiredScopes", json!(["mcp\u{7}"])),
+            "auth.oidc.requiredScopes must be scope names",
+        ),
+        (
+            "issuer-with-fragment",
+            with(
+                base(),
+                "/auth/oidc/issuer",
+                json!("https://login.microsoftonline.com/t/v2.0#x"),
+            ),
+            "auth.oidc.issuer must have no query or fragment",
+        ),
+        (
+            "jwks-uri-with-fragment",
+            with(
+                base(),
+                "/auth/oidc/jwksUri",
+                json!("https://login.microsoftonline.com/t/keys#x"),
+            ),
+            "auth.oidc.jwksUri must have no fragment",
+        ),
+        (
+            "idp-scope-with-space",
+            with(
+                with(
+                    with(base(), "/auth/oidc", Value::Null),
+                    "/auth/mode",
+                    json!("AuthorizationServer"),
+                ),
+                "/auth/authorizationServer",
+                json!({"idp": {"issuer": "https://login.microsoftonline.com/t/v2.0", "clientId": "c", "clientSecretRef": {"name": "s"}, "scopes": ["openid profile"]}}),
+            ),
+            "auth.authorizationServer.idp.scopes must be scope names",
+        ),
+        (
+            "csi-vault-url-in-an-unknown-cloud",
+            with(
+                with(base(), "/systemKey/secretRef", Value::Null),
+                "/systemKey/keyVault",
+                json!({"vaultUrl": "https://kv1.vault.example.com", "clientId": "00000000-0000-0000-0000-000000000001", "tenantId": "00000000-0000-0000-0000-000000000002"}),
+            ),
+            "for another host use sync Direct",
+        ),
     ];
     assert!(cases.len() >= 10);
     for (name, spec, expected) in cases {
@@ -399,7 +614,27 @@ async fn admission_rejects_invalid_gateways_with_a_message_and_stores_nothing() 
             "{name}: expected {expected:?} in {:?}",
             status.message
         );
+        assert!(
+            !status.message.contains(URL_KEY),
+            "{name}: the rejection repeats the secret: {}",
+            status.message
+        );
     }
+    // Names whose objects (`<name>-gateway`, a Service) would be invalid.
+    for name in ["a".repeat(56), "1weather".to_string()] {
+        let err = create(&api, &name, valid_spec()).await.expect_err(&name);
+        assert!(
+            err.to_string()
+                .contains("metadata.name must be at most 55 lowercase letters"),
+            "{name}: {err}"
+        );
+    }
+    create(&api, &"a".repeat(55), valid_spec())
+        .await
+        .expect("a 55-character name fits");
+    api.delete(&"a".repeat(55), &Default::default())
+        .await
+        .unwrap();
     let stored = api.list(&ListParams::default()).await.unwrap();
     let names: Vec<_> = stored
         .items
@@ -418,4 +653,247 @@ async fn admission_rejects_invalid_gateways_with_a_message_and_stores_nothing() 
         err.contains("route.pathPrefix must start with '/'"),
         "{err}"
     );
+}
+
+/// Single-field variants of a spec: values near every rule's edge, on both sides.
+fn variants() -> Vec<(&'static str, Value)> {
+    let long_label = "a".repeat(63);
+    let mut v: Vec<(&'static str, Value)> = Vec::new();
+    for url in [
+        "https://a.azurewebsites.net",
+        "https://a.azurewebsites.net/",
+        "https://a.azurewebsites.net:8443",
+        "https://a.azurewebsites.net/x",
+        "https://a.azurewebsites.net/?",
+        "https://a.azurewebsites.net?code=k",
+        "https://u:p@a.azurewebsites.net",
+        "https://@a.azurewebsites.net",
+        "https://a.azurewebsites.net#",
+        "https://10.0.0.1",
+        "https://[::1]:8443",
+        "https://a_b.example",
+        "https://a..b",
+        "https://-a.example",
+        "https://a.example.",
+        "https://a.b/%2e",
+        "https://xn--bcher-kva.example",
+        "https://a`b.example",
+        "http://a.example",
+        "ftp://a.example",
+        "https://",
+        "https:a.example",
+    ] {
+        v.push(("/upstream/url", json!(url)));
+    }
+    for path in [
+        "/runtime/webhooks/mcp",
+        "/",
+        "/a/",
+        "//a",
+        "/a/./b",
+        "/a/../b",
+        "/.",
+        "/..",
+        "/...",
+        "/.x",
+        "/a/%2e%2e",
+        "/a;b=c",
+        "/a:b@c",
+        "/a!$&'()*+,=",
+        "/a b",
+        "/a~b",
+        "/a\\b",
+        "/a?b",
+        "a/b",
+    ] {
+        v.push(("/upstream/path", json!(path)));
+    }
+    for host in [
+        "mcp.example.com",
+        "a",
+        "10.0.0.1",
+        "a.123",
+        "123.a",
+        "a-.b",
+        "-a.b",
+        "a..b",
+        "xn--x.y",
+        "a_b.example",
+        "mcp.example.com.",
+        &format!("{long_label}.com"),
+        &format!("a{long_label}.com"),
+        &format!("{long_label}.{long_label}.{long_label}.{}", "a".repeat(61)),
+        &format!("{long_label}.{long_label}.{long_label}.{}", "a".repeat(62)),
+    ] {
+        v.push(("/route/host", json!(host)));
+    }
+    for prefix in [
+        "/",
+        "/w",
+        "/w/",
+        "/w/.",
+        "/./w",
+        "/.w",
+        "/w.",
+        "/...",
+        "/.well-known",
+        "/w/.well-known/x",
+        "/w/.well-knownx",
+        "/oauth",
+        "/w/oauth",
+        "/w/oauthx",
+        "/w~",
+        "/w//x",
+        "/%2e",
+    ] {
+        v.push(("/route/pathPrefix", json!(prefix)));
+    }
+    for annotations in [
+        json!({"cert-manager.io/cluster-issuer": "letsencrypt"}),
+        json!({"nginx.ingress.kubernetes.io/proxy-read-timeout": "7200"}),
+        json!({"nginx.ingress.kubernetes.io/configuration-snippet": "x"}),
+        json!({"a/SNIPPET": "x"}),
+    ] {
+        v.push(("/route/annotations", annotations));
+    }
+    for scopes in [
+        json!(["mcp.tools"]),
+        json!(["api://a/mcp.tools"]),
+        json!(["a b"]),
+        json!(["a\"b"]),
+        json!(["a\\b"]),
+        json!(["é"]),
+        json!([""]),
+        json!(["a\u{7f}"]),
+    ] {
+        v.push(("/auth/oidc/requiredScopes", scopes.clone()));
+        v.push(("/auth/authorizationServer/scopes", scopes.clone()));
+        v.push(("/auth/authorizationServer/idp/scopes", scopes));
+    }
+    for issuer in [
+        "https://login.microsoftonline.com/t/v2.0",
+        "https://i.example/t?x=1",
+        "https://i.example/t#f",
+        "http://localhost:1/t",
+        "http://127.0.0.1/t",
+        "http://[::1]/t",
+        "https://",
+    ] {
+        v.push(("/auth/oidc/issuer", json!(issuer)));
+        v.push(("/auth/authorizationServer/idp/issuer", json!(issuer)));
+    }
+    for jwks in [
+        "https://i.example/k",
+        "https://i.example/k#f",
+        "https://i.example/k?x=1",
+    ] {
+        v.push(("/auth/oidc/jwksUri", json!(jwks)));
+    }
+    for header in ["x-functions-key", "X-Key", "a b", "te", "Cookie", "x_key"] {
+        v.push(("/systemKey/header", json!(header)));
+    }
+    for vault_url in [
+        "https://kv1.vault.azure.net",
+        "https://kv1.vault.azure.net/",
+        "https://kv1.vault.azure.cn",
+        "https://KV1.vault.azure.net",
+        "https://kv1.vault.example.com",
+        "https://kv1.vault.azure.net/secrets",
+        "https://kv1.vault.azure.net.evil.example",
+    ] {
+        v.push(("/systemKey/keyVault/vaultUrl", json!(vault_url)));
+    }
+    for origin in [
+        "*",
+        "http://localhost:6274",
+        "https://a.example/",
+        "https://a.example:1",
+    ] {
+        v.push(("/route/allowedOrigins", json!([origin])));
+    }
+    v
+}
+
+/// The CRD's CEL rules must be at least as strict as the operator: a spec admission lets
+/// through but the operator refuses is a user told "applied" who then finds
+/// `ConfigValid=False`. Every example, with every single-field variant, goes through a
+/// server-side dry run; each one admitted must pass the operator's own checks (on the
+/// object as the API server defaulted it).
+#[tokio::test]
+async fn every_spec_admission_accepts_the_operator_accepts() {
+    let cluster = Cluster::shared().expect("local control plane");
+    cluster.install_crd().expect("CRD installs");
+    let client = cluster.client().await.unwrap();
+    let ns = TestNamespace::new(&client, "admitted").await.unwrap();
+    let api = gateways(&client, &ns.name);
+    let dry_run = PostParams {
+        dry_run: true,
+        ..Default::default()
+    };
+
+    let mut specs = Vec::new();
+    for entry in std::fs::read_dir(workspace_root().join("examples")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().and_then(|e| e.to_str()) != Some("yaml") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        for doc in serde_yaml::Deserializer::from_str(&text) {
+            let doc: Value = serde::Deserialize::deserialize(doc).unwrap();
+            if doc["kind"] == "McpGateway" {
+                specs.push(doc["spec"].clone());
+            }
+        }
+    }
+    assert!(specs.len() >= 5, "examples: {}", specs.len());
+    let allowed = annotations::default_allowed_prefixes();
+    let (mut admitted, mut rejected, mut disagreements) = (0, 0, Vec::new());
+    for (i, spec) in specs.iter().enumerate() {
+        for (field, value) in variants() {
+            let variant = with(spec.clone(), field, value.clone());
+            let obj: DynamicObject = serde_json::from_value(json!({
+                "apiVersion": "mcpgateway.dev/v1alpha1", "kind": "McpGateway",
+                "metadata": {"name": format!("v{i}")}, "spec": variant,
+            }))
+            .unwrap();
+            match api.create(&dry_run, &obj).await {
+                Ok(stored) => {
+                    admitted += 1;
+                    let mut stored = serde_json::to_value(stored).unwrap();
+                    stored["metadata"]["namespace"] = json!(ns.name);
+                    let gateway: McpGateway = serde_json::from_value(stored).unwrap();
+                    let verdict = validate::validate(&gateway).and_then(|_| {
+                        annotations::check(&gateway.spec.route.annotations, &allowed)
+                    });
+                    if let Err(message) = verdict {
+                        disagreements.push(format!("example {i}, {field} = {value}: {message}"));
+                    }
+                }
+                Err(kube::Error::Api(status)) if status.code == 422 => rejected += 1,
+                Err(e) => panic!("{field} = {value}: {e}"),
+            }
+        }
+    }
+    // The one rule CEL cannot state: an `xn--` label must be valid punycode (CEL has no
+    // IDNA). The operator refuses such a host with ConfigValid=False; kept here so that a
+    // new gap, or this one closing, fails the test.
+    let known_gap = |d: &String| d.contains("/route/host = \"xn--x.y\"");
+    assert_eq!(
+        disagreements.iter().filter(|d| known_gap(d)).count(),
+        specs.len(),
+        "{disagreements:#?}"
+    );
+    disagreements.retain(|d| !known_gap(d));
+    assert!(
+        disagreements.is_empty(),
+        "admitted by the CRD, refused by the operator:\n{}",
+        disagreements.join("\n")
+    );
+    // Both sides of the edges were exercised.
+    assert!(
+        admitted > 100 && rejected > 100,
+        "admitted {admitted}, rejected {rejected}"
+    );
+    let stored = api.list(&ListParams::default()).await.unwrap();
+    assert!(stored.items.is_empty(), "a dry run stores nothing");
 }

@@ -270,7 +270,7 @@ pub fn deployment(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::build::{Defaults, build};
+    use crate::render::{Defaults, build};
     use crate::validate::tests::{gateway, oidc_spec};
     use crate::validate::validate;
 
@@ -279,9 +279,8 @@ mod tests {
         build(
             &gw,
             &validate(&gw).unwrap(),
-            &Defaults {
-                sidecar_image: "registry.example/sidecar:1".into(),
-            },
+            &Default::default(),
+            &Defaults::new("registry.example/sidecar:1"),
         )
         .deployment
     }

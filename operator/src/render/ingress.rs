@@ -1,9 +1,10 @@
 //! The Ingress: one host, exact paths for this gateway's routes only, so several gateways
 //! can share a host under different prefixes. The root metadata path belongs to the gateway
-//! at prefix `/` alone (two gateways claiming it would collide); prefixed gateways are found
-//! through the path-inserted metadata URL their 401 names.
+//! at prefix `/` alone; prefixed gateways are found through the path-inserted metadata URL
+//! their 401 names. Paths an older gateway on the host owns are left out
+//! ([`crate::claims`]).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::networking::v1::{
     HTTPIngressPath, HTTPIngressRuleValue, Ingress, IngressBackend, IngressRule,
@@ -68,7 +69,12 @@ pub fn public_paths(plan: &Plan) -> Vec<String> {
     paths
 }
 
-pub fn ingress(gateway: &McpGateway, plan: &Plan) -> Ingress {
+/// `None` when no path is left to route: an Ingress needs at least one.
+pub fn ingress(
+    gateway: &McpGateway,
+    plan: &Plan,
+    lost_paths: &BTreeSet<String>,
+) -> Option<Ingress> {
     let route = &gateway.spec.route;
     let mut meta = metadata(gateway, object_name(gateway));
     let mut annotations = streaming_annotations();
@@ -84,15 +90,19 @@ pub fn ingress(gateway: &McpGateway, plan: &Plan) -> Ingress {
         }),
         ..Default::default()
     };
-    let paths = public_paths(plan)
+    let paths: Vec<HTTPIngressPath> = public_paths(plan)
         .into_iter()
+        .filter(|path| !lost_paths.contains(path))
         .map(|path| HTTPIngressPath {
             path: Some(path),
             path_type: "Exact".into(),
             backend: backend.clone(),
         })
         .collect();
-    Ingress {
+    if paths.is_empty() {
+        return None;
+    }
+    Some(Ingress {
         metadata: meta,
         spec: Some(IngressSpec {
             ingress_class_name: route.ingress_class_name.clone(),
@@ -109,7 +119,7 @@ pub fn ingress(gateway: &McpGateway, plan: &Plan) -> Ingress {
             ..Default::default()
         }),
         ..Default::default()
-    }
+    })
 }
 
 #[cfg(test)]
@@ -137,7 +147,7 @@ mod tests {
     #[test]
     fn prefixed_gateways_claim_only_their_own_paths() {
         let gw = gateway(oidc_spec());
-        let ing = ingress(&gw, &validate(&gw).unwrap());
+        let ing = ingress(&gw, &validate(&gw).unwrap(), &BTreeSet::new()).unwrap();
         assert_eq!(
             paths_of(&ing),
             [
@@ -150,11 +160,23 @@ mod tests {
         let mut other = oidc_spec();
         other["route"]["pathPrefix"] = "/news".into();
         let gw2 = gateway(other);
-        let theirs = paths_of(&ingress(&gw2, &validate(&gw2).unwrap()));
+        let theirs = paths_of(&ingress(&gw2, &validate(&gw2).unwrap(), &BTreeSet::new()).unwrap());
         assert!(
             paths_of(&ing).iter().all(|p| !theirs.contains(p)),
             "two gateways on one host never collide"
         );
+    }
+
+    #[test]
+    fn paths_owned_by_older_gateways_get_no_rule() {
+        let gw = gateway(oidc_spec());
+        let plan = validate(&gw).unwrap();
+        let lost = BTreeSet::from(["/weather/mcp".to_string()]);
+        let paths = paths_of(&ingress(&gw, &plan, &lost).unwrap());
+        assert!(!paths.contains(&"/weather/mcp".to_string()), "{paths:?}");
+        assert!(paths.contains(&"/weather/sse".to_string()), "{paths:?}");
+        let all: BTreeSet<String> = public_paths(&plan).into_iter().collect();
+        assert_eq!(ingress(&gw, &plan, &all), None, "nothing left: no Ingress");
     }
 
     #[test]
@@ -163,7 +185,7 @@ mod tests {
         spec["route"]["pathPrefix"] = "/".into();
         spec["upstream"]["transports"] = serde_json::json!(["StreamableHttp"]);
         let gw = gateway(spec);
-        let ing = ingress(&gw, &validate(&gw).unwrap());
+        let ing = ingress(&gw, &validate(&gw).unwrap(), &BTreeSet::new()).unwrap();
         assert_eq!(
             paths_of(&ing),
             [
@@ -183,7 +205,7 @@ mod tests {
             "cert-manager.io/cluster-issuer": "letsencrypt",
             "nginx.ingress.kubernetes.io/proxy-read-timeout": "7200"});
         let gw = gateway(spec);
-        let ing = ingress(&gw, &validate(&gw).unwrap());
+        let ing = ingress(&gw, &validate(&gw).unwrap(), &BTreeSet::new()).unwrap();
         let spec = ing.spec.as_ref().unwrap();
         assert_eq!(spec.ingress_class_name.as_deref(), Some("nginx"));
         let tls = &spec.tls.as_ref().unwrap()[0];

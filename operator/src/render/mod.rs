@@ -1,5 +1,5 @@
-//! Build: the objects an McpGateway becomes, as pure functions of the gateway, its checked
-//! [`Plan`] and the operator's [`Defaults`]. No client, no I/O: everything the operator
+//! Render: the objects an McpGateway becomes, as pure functions of the gateway, its checked
+//! [`Plan`], the paths it lost to older gateways and the operator's [`Defaults`]. No client, no I/O: everything the operator
 //! renders is unit tested here, and the API-server tests prove the wiring.
 
 mod config_map;
@@ -9,7 +9,7 @@ pub mod key_sync;
 mod service;
 pub mod service_account;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServiceAccount};
@@ -20,6 +20,7 @@ use kube::api::DynamicObject;
 use mcp_gateway_crds::v1alpha1::McpGateway;
 
 pub use config_map::{CONFIG_HASH_ANNOTATION, config_hash};
+pub use ingress::{public_paths, streaming_annotations};
 pub use key_sync::ThirdPartyKind;
 
 use crate::validate::Plan;
@@ -29,6 +30,19 @@ use crate::validate::Plan;
 pub struct Defaults {
     /// The sidecar image used unless a gateway sets `spec.image`.
     pub sidecar_image: String,
+    /// Prefixes of the `route.annotations` keys a cluster admin trusts
+    /// ([`crate::annotations`]).
+    pub allowed_annotation_prefixes: Vec<String>,
+}
+
+impl Defaults {
+    /// The given sidecar image and the safe defaults for everything else.
+    pub fn new(sidecar_image: impl Into<String>) -> Self {
+        Self {
+            sidecar_image: sidecar_image.into(),
+            allowed_annotation_prefixes: crate::annotations::default_allowed_prefixes(),
+        }
+    }
 }
 
 /// Everything one gateway becomes.
@@ -37,19 +51,27 @@ pub struct Objects {
     pub config_map: ConfigMap,
     pub deployment: Deployment,
     pub service: Service,
-    pub ingress: Ingress,
+    /// `None` when every public path belongs to an older gateway on the same host.
+    pub ingress: Option<Ingress>,
     pub service_account: ServiceAccount,
     /// The object that syncs the key out of Key Vault, if the gateway needs one.
     pub key_sync: Option<(ThirdPartyKind, DynamicObject)>,
 }
 
-pub fn build(gateway: &McpGateway, plan: &Plan, defaults: &Defaults) -> Objects {
+/// `lost_paths`: the public paths older gateways on the same host own
+/// ([`crate::claims::contested`]); they get no Ingress rule.
+pub fn build(
+    gateway: &McpGateway,
+    plan: &Plan,
+    lost_paths: &BTreeSet<String>,
+    defaults: &Defaults,
+) -> Objects {
     let config_map = config_map::config_map(gateway, plan);
     let hash = config_hash(&config_map);
     Objects {
         deployment: deployment::deployment(gateway, plan, defaults, &hash),
         service: service::service(gateway),
-        ingress: ingress::ingress(gateway, plan),
+        ingress: ingress::ingress(gateway, plan, lost_paths),
         service_account: service_account::service_account(gateway, plan),
         key_sync: key_sync::key_sync(gateway, plan),
         config_map,
@@ -164,9 +186,8 @@ mod tests {
         build(
             &gw,
             &plan,
-            &Defaults {
-                sidecar_image: "registry.example/sidecar:1".into(),
-            },
+            &BTreeSet::new(),
+            &Defaults::new("registry.example/sidecar:1"),
         )
     }
 
@@ -177,7 +198,7 @@ mod tests {
             &o.config_map.metadata,
             &o.deployment.metadata,
             &o.service.metadata,
-            &o.ingress.metadata,
+            &o.ingress.as_ref().unwrap().metadata,
             &o.service_account.metadata,
         ];
         for meta in metas {
