@@ -52,6 +52,29 @@ fn chart_lints_clean_and_its_schema_rejects_bad_values() {
     let (ok, out) = run(bad);
     assert!(!ok, "an invalid pullPolicy must be rejected");
     assert!(out.contains("pullPolicy"), "{out}");
+
+    // The annotation allow-list reaches the operator's flags; a snippet cannot be allowed.
+    let template = |value: &str| {
+        let mut c = helm();
+        c.args(["template", "t", "charts/mcp-gateway", "--set-json", value]);
+        run(c)
+    };
+    let (ok, out) =
+        template(r#"operator.allowedAnnotationPrefixes=["cert-manager.io/","example.com/"]"#);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("- --allowed-annotation-prefixes=cert-manager.io/,example.com/"),
+        "{out}"
+    );
+    let (ok, out) = template("operator.allowedAnnotationPrefixes=[]");
+    assert!(
+        ok && !out.contains("--allowed-annotation-prefixes"),
+        "{out}"
+    );
+    let (ok, out) = template(
+        r#"operator.allowedAnnotationPrefixes=["nginx.ingress.kubernetes.io/server-snippet"]"#,
+    );
+    assert!(!ok, "a snippet must not be allowed: {out}");
 }
 
 #[test]

@@ -312,24 +312,38 @@ async fn operator_renders_gateways_and_reports_status() {
         "{weather_paths:?} vs {news_paths:?}"
     );
 
-    // 8. An invalid spec that admission cannot catch becomes ConfigValid=False.
-    let mut long = gateway(&"x".repeat(60), "/long", "fn-keys");
-    long.metadata.name = Some("x".repeat(60));
+    // 8. A spec admission cannot refuse, because the rule is the cluster admin's: an
+    //    annotation outside the operator's allow-list. ConfigValid=False names it, and
+    //    nothing is rendered for the gateway.
+    let mut hooked = gateway("hooked", "/hooked", "fn-keys");
+    hooked.spec.route.annotations.insert(
+        "nginx.ingress.kubernetes.io/auth-url".into(),
+        "https://attacker.example/".into(),
+    );
     gateways
-        .create(&PostParams::default(), &long)
+        .create(&PostParams::default(), &hooked)
         .await
         .unwrap();
-    let long_name = "x".repeat(60);
     eventually(30, "ConfigValid=False", || async {
-        let gw = gateways.get(&long_name).await.map_err(|e| e.to_string())?;
+        let gw = gateways.get("hooked").await.map_err(|e| e.to_string())?;
         match condition(&gw, "ConfigValid") {
-            Some((s, r, m)) if s == "False" && r == "InvalidSpec" && m.contains("at most 55") => {
+            Some((s, r, m))
+                if s == "False"
+                    && r == "InvalidSpec"
+                    && m.contains("nginx.ingress.kubernetes.io/auth-url is not allowed")
+                    && m.contains("operator.allowedAnnotationPrefixes")
+                    && !m.contains("attacker") =>
+            {
                 Ok(())
             }
             other => Err(format!("{other:?}")),
         }
     })
     .await;
+    assert!(
+        ingresses.get_opt("hooked-gateway").await.unwrap().is_none(),
+        "a refused gateway renders no Ingress"
+    );
 
     // Nothing the operator wrote or logged contains the key.
     let all = serde_json::to_string(&gateways.list(&ListParams::default()).await.unwrap()).unwrap()
@@ -569,4 +583,170 @@ async fn authorization_server_gateways_get_facade_keys_mounts_and_routes() {
     for text in seen {
         assert!(!text.contains(CLIENT_SECRET) && !text.contains(KEY) && !text.contains(&keys));
     }
+}
+
+/// Two tenants, one host: the older gateway keeps a contested path, the newer one says so
+/// (RouteConflict, Ready=False, a Warning Event) and renders no Ingress rule for it, and
+/// each recovers by itself when the other lets go.
+#[tokio::test]
+async fn the_older_gateway_keeps_a_contested_route_across_namespaces() {
+    const HOST: &str = "shared.conflict.example";
+    let cluster = Cluster::shared().expect("local control plane");
+    cluster.install_crd().unwrap();
+    let client = cluster.client().await.unwrap();
+    let team_a = TestNamespace::new(&client, "team-a").await.unwrap();
+    let team_b = TestNamespace::new(&client, "team-b").await.unwrap();
+    let operator = Operator::start(&cluster.kubeconfig, &["--leader-election=false"])
+        .expect("operator starts");
+    let on_host = |name: &str, prefix: &str| {
+        let mut gw = gateway(name, prefix, "fn-keys");
+        gw.spec.route.host = HOST.into();
+        gw
+    };
+    let (a, b) = (team_a.name.clone(), team_b.name.clone());
+    let gateways_a: Api<McpGateway> = Api::namespaced(client.clone(), &a);
+    let gateways_b: Api<McpGateway> = Api::namespaced(client.clone(), &b);
+    let ingresses_a: Api<Ingress> = Api::namespaced(client.clone(), &a);
+    let ingresses_b: Api<Ingress> = Api::namespaced(client.clone(), &b);
+    for ns in [&a, &b] {
+        Api::<Secret>::namespaced(client.clone(), ns)
+            .create(&PostParams::default(), &key_secret("fn-keys", KEY))
+            .await
+            .unwrap();
+    }
+    let paths = |ing: &Ingress| -> Vec<String> {
+        ing.spec.as_ref().unwrap().rules.as_ref().unwrap()[0]
+            .http
+            .as_ref()
+            .unwrap()
+            .paths
+            .iter()
+            .map(|p| p.path.clone().unwrap())
+            .collect()
+    };
+    let route_conflict = |api: Api<McpGateway>, name: &'static str, want: &'static str| async move {
+        eventually(30, &format!("{name}: RouteConflict={want}"), || async {
+            let gw = api.get(name).await.map_err(|e| e.to_string())?;
+            match condition(&gw, "RouteConflict") {
+                Some((s, _, _)) if s == want => Ok(gw),
+                other => Err(format!("{other:?}")),
+            }
+        })
+        .await
+    };
+
+    // The first claim.
+    gateways_a
+        .create(&PostParams::default(), &on_host("weather", "/weather"))
+        .await
+        .unwrap();
+    route_conflict(gateways_a.clone(), "weather", "False").await;
+    // creationTimestamp has whole seconds: make the order unambiguous.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+
+    // Another tenant claims the same paths.
+    gateways_b
+        .create(&PostParams::default(), &on_host("thief", "/weather"))
+        .await
+        .unwrap();
+    let thief = route_conflict(gateways_b.clone(), "thief", "True").await;
+    let (_, reason, message) = condition(&thief, "RouteConflict").unwrap();
+    assert_eq!(reason, "PathsClaimed");
+    assert!(
+        message.contains(&format!("McpGateway {a}/weather")),
+        "{message}"
+    );
+    assert!(
+        message.contains("/weather/mcp") && message.contains(HOST),
+        "{message}"
+    );
+    let (ready, ready_reason, _) = condition(&thief, "Ready").unwrap();
+    assert_eq!(
+        (ready.as_str(), ready_reason.as_str()),
+        ("False", "RouteConflict")
+    );
+    assert_eq!(thief.status.as_ref().unwrap().url, None, "not its URL");
+    assert!(
+        ingresses_b
+            .get_opt("thief-gateway")
+            .await
+            .unwrap()
+            .is_none(),
+        "every path is contested: no Ingress"
+    );
+    let events: Api<Event> = Api::namespaced(client.clone(), &b);
+    eventually(30, "a Warning Event PathsClaimed", || async {
+        let list = events
+            .list(&ListParams::default())
+            .await
+            .map_err(|e| e.to_string())?;
+        list.items
+            .into_iter()
+            .find(|e| {
+                e.reason.as_deref() == Some("PathsClaimed")
+                    && e.type_.as_deref() == Some("Warning")
+                    && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("thief")
+            })
+            .ok_or_else(|| "no event yet".to_string())
+    })
+    .await;
+    // The older one is untouched.
+    let weather = gateways_a.get("weather").await.unwrap();
+    assert_eq!(condition(&weather, "RouteConflict").unwrap().0, "False");
+    assert!(
+        paths(&ingresses_a.get("weather-gateway").await.unwrap()).contains(&"/weather/mcp".into())
+    );
+
+    // A newer gateway at another prefix, then the older one moves onto it: the older claim
+    // wins there too, and the path it left goes to the one that wanted it.
+    gateways_b
+        .create(&PostParams::default(), &on_host("late", "/late"))
+        .await
+        .unwrap();
+    route_conflict(gateways_b.clone(), "late", "False").await;
+    gateways_a
+        .patch(
+            "weather",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"route": {"pathPrefix": "/late"}}})),
+        )
+        .await
+        .unwrap();
+    let late = route_conflict(gateways_b.clone(), "late", "True").await;
+    assert!(
+        condition(&late, "RouteConflict")
+            .unwrap()
+            .2
+            .contains(&format!("{a}/weather"))
+    );
+    let thief = route_conflict(gateways_b.clone(), "thief", "False").await;
+    assert_ne!(condition(&thief, "Ready").unwrap().1, "RouteConflict");
+    assert_eq!(
+        thief.status.as_ref().unwrap().url.as_deref(),
+        Some("https://shared.conflict.example/weather/mcp")
+    );
+    let thief_ingress = eventually(30, "thief's Ingress", || async {
+        ingresses_b
+            .get("thief-gateway")
+            .await
+            .map_err(|e| e.to_string())
+    })
+    .await;
+    assert!(paths(&thief_ingress).contains(&"/weather/mcp".into()));
+
+    // The older gateway goes away: the newer one recovers without being touched.
+    gateways_a
+        .delete("weather", &Default::default())
+        .await
+        .unwrap();
+    route_conflict(gateways_b.clone(), "late", "False").await;
+    let late_ingress = eventually(30, "late's Ingress", || async {
+        ingresses_b
+            .get("late-gateway")
+            .await
+            .map_err(|e| e.to_string())
+    })
+    .await;
+    assert!(paths(&late_ingress).contains(&"/late/mcp".into()));
+    assert!(!operator.logs().contains("SYSKEY"));
 }
