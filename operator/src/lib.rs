@@ -1,6 +1,6 @@
 //! mcp-gateway-operator: reconciles McpGateway resources into a deployed auth proxy.
 //!
-//! The pipeline, as in `controller.rs`: load → validate (`validate`, `spec_checks`,
+//! The pipeline, as in `controller/`: load → validate (`validate`, `spec_checks`,
 //! `annotations`) → claim the routes (`claims`) → render (`render`, pure) → apply
 //! (server-side apply, owner references) → status (`conditions`).
 

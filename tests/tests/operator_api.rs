@@ -95,17 +95,25 @@ async fn operator_renders_gateways_and_reports_status() {
     assert_eq!(status.observed_generation, gw.metadata.generation);
 
     // No churn while the Secret is missing: the gateway is not rewritten over and over.
+    // (Every test here runs its own operator against the shared cluster; one that reconciles
+    // from a cache a moment behind may rewrite the status once. So: settle, then watch.)
+    let gw = eventually(30, "a settled status", || async {
+        let before = gateways.get("weather").await.map_err(|e| e.to_string())?;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let after = gateways.get("weather").await.map_err(|e| e.to_string())?;
+        match before.metadata.resource_version == after.metadata.resource_version {
+            true => Ok(after),
+            false => Err("still changing".to_string()),
+        }
+    })
+    .await;
     let rv = gw.metadata.resource_version.clone();
     tokio::time::sleep(Duration::from_secs(3)).await;
+    let later = gateways.get("weather").await.unwrap();
     assert_eq!(
-        gateways
-            .get("weather")
-            .await
-            .unwrap()
-            .metadata
-            .resource_version,
-        rv,
-        "status churn"
+        later.metadata.resource_version, rv,
+        "status churn: {:#?} became {:#?}",
+        gw.status, later.status
     );
 
     // 2. Every object exists, is owned by the gateway (so the garbage collector deletes it
@@ -583,6 +591,47 @@ async fn authorization_server_gateways_get_facade_keys_mounts_and_routes() {
     for text in seen {
         assert!(!text.contains(CLIENT_SECRET) && !text.contains(KEY) && !text.contains(&keys));
     }
+
+    // Leaving AuthorizationServer mode: the facade's keys are deleted (nothing would use
+    // them, and a later return to the mode starts with fresh ones), the session keys and
+    // the user's IdP secret stay.
+    gateways
+        .patch(
+            "entra",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"auth": {"mode": "Oidc", "authorizationServer": null,
+                "oidc": {"issuer": "https://login.microsoftonline.com/t/v2.0", "audiences": ["api://entra"]}}}})),
+        )
+        .await
+        .unwrap();
+    eventually(30, "the facade keys deleted", || async {
+        match secrets.get_opt("entra-gateway-facade").await {
+            Ok(None) => Ok(()),
+            other => Err(format!("{:?}", other.map(|s| s.is_some()))),
+        }
+    })
+    .await;
+    assert!(
+        secrets
+            .get_opt("entra-gateway-session")
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(secrets.get_opt("entra-app").await.unwrap().is_some());
+    let ingress = Api::<Ingress>::namespaced(client.clone(), &ns.name)
+        .get("entra-gateway")
+        .await
+        .unwrap();
+    let rule = &ingress.spec.unwrap().rules.unwrap()[0];
+    assert!(
+        rule.http.as_ref().unwrap().paths.iter().all(|p| !p
+            .path
+            .as_deref()
+            .unwrap_or_default()
+            .contains("/oauth/")),
+        "the facade's routes are gone"
+    );
 }
 
 /// Two tenants, one host: the older gateway keeps a contested path, the newer one says so

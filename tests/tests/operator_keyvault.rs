@@ -7,7 +7,7 @@
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, ServiceAccount};
-use kube::api::{Api, DynamicObject, PostParams};
+use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use mcp_gateway_crds::v1alpha1::McpGateway;
 use mcp_gateway_sidecar::config::Config;
@@ -305,7 +305,77 @@ async fn key_vault_sync_objects_follow_their_crds() {
         );
         assert!(config.system_key.key_vault.is_none());
     }
-    assert!(!operator.logs().contains("SYSKEY-eso-written-4c3b"));
+
+    // 4. Switching ExternalSecrets -> CsiDriver: the SecretProviderClass appears and the
+    //    ExternalSecret, which would go on syncing the key into the cluster, is deleted.
+    gateways
+        .patch(
+            "eso",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"systemKey": {"keyVault": {
+                "sync": "CsiDriver", "secretStoreRef": null, "vaultName": "fn-vault",
+                "clientId": CLIENT_ID, "tenantId": TENANT_ID}}}})),
+        )
+        .await
+        .unwrap();
+    eventually(30, "the eso gateway's SecretProviderClass", || async {
+        spcs.get_opt("eso-gateway")
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or("not yet".to_string())
+    })
+    .await;
+    eventually(30, "the ExternalSecret deleted", || async {
+        match externals.get_opt("eso-gateway").await {
+            Ok(None) => Ok(()),
+            other => Err(format!("{:?}", other.map(|o| o.is_some()))),
+        }
+    })
+    .await;
+    // A same-named object the gateway does not control is left alone (checked by a fresh
+    // operator, which has not yet seen that the csi gateway has no ExternalSecret).
+    let foreign: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "external-secrets.io/v1", "kind": "ExternalSecret",
+        "metadata": {"name": "csi-gateway"},
+        "spec": {"secretStoreRef": {"name": "mine", "kind": "SecretStore"}, "target": {"name": "mine"}, "data": []},
+    }))
+    .unwrap();
+    externals
+        .create(&PostParams::default(), &foreign)
+        .await
+        .unwrap();
+    let leftover_logs = operator.logs();
+    drop(operator);
+    let operator = Operator::start(&cluster.kubeconfig, &["--leader-election=false"])
+        .expect("operator restarts");
+    gateways
+        .patch(
+            "csi",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"replicas": 1}})),
+        )
+        .await
+        .unwrap();
+    wait_generation_observed(&gateways, "csi").await;
+    assert!(
+        externals.get_opt("csi-gateway").await.unwrap().is_some(),
+        "not ours: kept"
+    );
+    assert!(!(leftover_logs + &operator.logs()).contains("SYSKEY-eso-written-4c3b"));
+}
+
+/// Waits until the operator has reconciled the gateway's newest generation.
+async fn wait_generation_observed(gateways: &Api<McpGateway>, name: &str) {
+    eventually(30, &format!("{name}: generation observed"), || async {
+        let gw = gateways.get(name).await.map_err(|e| e.to_string())?;
+        let observed = gw.status.as_ref().and_then(|s| s.observed_generation);
+        if observed == gw.metadata.generation {
+            Ok(())
+        } else {
+            Err(format!("{observed:?} vs {:?}", gw.metadata.generation))
+        }
+    })
+    .await;
 }
 
 #[tokio::test]

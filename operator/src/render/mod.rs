@@ -17,11 +17,11 @@ use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::Resource;
 use kube::api::DynamicObject;
-use mcp_gateway_crds::v1alpha1::McpGateway;
+use mcp_gateway_crds::v1alpha1::{AuthMode, McpGateway};
 
 pub use config_map::{CONFIG_HASH_ANNOTATION, config_hash};
 pub use ingress::{public_paths, streaming_annotations};
-pub use key_sync::ThirdPartyKind;
+pub use key_sync::{EXTERNAL_SECRET, SECRET_PROVIDER_CLASS, ThirdPartyKind};
 
 use crate::validate::Plan;
 
@@ -76,6 +76,35 @@ pub fn build(
         key_sync: key_sync::key_sync(gateway, plan),
         config_map,
     }
+}
+
+/// An object an earlier pass may have made for the gateway that this pass does not: the
+/// ExternalSecret after switching to the CSI driver, the facade's keys after leaving
+/// `AuthorizationServer` mode, the Ingress once older gateways own all its paths. The
+/// operator deletes each (if the gateway controls it), as Stackable's
+/// `ClusterResources::delete_orphaned_resources` does.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Leftover {
+    Ingress(String),
+    Secret(String),
+    ThirdParty(ThirdPartyKind, String),
+}
+
+/// What this pass does not produce, of what a gateway can own.
+pub fn leftovers(gateway: &McpGateway, objects: &Objects) -> Vec<Leftover> {
+    let mut leftovers = Vec::new();
+    if objects.ingress.is_none() {
+        leftovers.push(Leftover::Ingress(object_name(gateway)));
+    }
+    if gateway.spec.auth.mode != AuthMode::AuthorizationServer {
+        leftovers.push(Leftover::Secret(facade_secret_name(gateway)));
+    }
+    for kind in [SECRET_PROVIDER_CLASS, EXTERNAL_SECRET] {
+        if objects.key_sync.as_ref().map(|(k, _)| k) != Some(&kind) {
+            leftovers.push(Leftover::ThirdParty(kind, object_name(gateway)));
+        }
+    }
+    leftovers
 }
 
 /// The name of every object made for a gateway.
@@ -214,6 +243,36 @@ mod tests {
                 "weather"
             );
         }
+    }
+
+    #[test]
+    fn leftovers_are_what_this_pass_does_not_make() {
+        let gw = gateway(oidc_spec());
+        let o = objects();
+        assert_eq!(
+            leftovers(&gw, &o),
+            [
+                Leftover::Secret("weather-gateway-facade".into()),
+                Leftover::ThirdParty(SECRET_PROVIDER_CLASS, "weather-gateway".into()),
+                Leftover::ThirdParty(EXTERNAL_SECRET, "weather-gateway".into()),
+            ]
+        );
+        // A facade gateway syncing its key with the CSI driver, whose paths are all taken.
+        let mut spec = crate::validate::tests::facade_spec();
+        spec["systemKey"] = serde_json::json!({"keyVault": {"vaultName": "kv1",
+            "clientId": "00000000-0000-0000-0000-000000000001",
+            "tenantId": "00000000-0000-0000-0000-000000000002"}});
+        let gw = gateway(spec);
+        let plan = validate(&gw).unwrap();
+        let all = public_paths(&plan).into_iter().collect();
+        let o = build(&gw, &plan, &all, &Defaults::new("i"));
+        assert_eq!(
+            leftovers(&gw, &o),
+            [
+                Leftover::Ingress("weather-gateway".into()),
+                Leftover::ThirdParty(EXTERNAL_SECRET, "weather-gateway".into()),
+            ]
+        );
     }
 
     #[test]

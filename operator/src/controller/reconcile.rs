@@ -1,0 +1,297 @@
+//! One reconcile: the pipeline from a gateway's spec to its status, conditions and Events.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType};
+use kube::{Client, Resource, ResourceExt};
+use mcp_gateway_crds::v1alpha1::{McpGateway, McpGatewayStatus, SystemKeyStatus};
+
+use super::apply::{apply_all, served};
+use super::{Context, Error};
+use crate::MANAGER;
+use crate::annotations;
+use crate::claims::{self, Claim};
+use crate::conditions::{self, KeyState, Observed, RouteState};
+use crate::key_report::{self, KeyReport};
+use crate::metrics::{Outcome, Reason};
+use crate::pods;
+use crate::render;
+use crate::validate::{self, KeySource, Plan};
+
+/// How often a settled gateway is looked at again, to catch drift nobody told us about.
+const RESYNC: Duration = Duration::from_secs(300);
+
+/// How often a gateway that lost paths to an older one looks again. The older gateway's
+/// deletion triggers nothing here (it has no finalizer, and the other gateways' watch
+/// cannot tell a deletion from a status write), so this is how the newer one recovers.
+const ROUTE_CONFLICT_RECHECK: Duration = Duration::from_secs(10);
+
+pub(super) fn error_policy(gateway: Arc<McpGateway>, error: &Error, ctx: Arc<Context>) -> Action {
+    ctx.metrics
+        .failures
+        .get_or_create(&Reason {
+            reason: error.metric_label(),
+        })
+        .inc();
+    tracing::warn!(gateway = %gateway.name_any(), namespace = ?gateway.namespace(), %error, "reconcile failed");
+    Action::requeue(Duration::from_secs(15))
+}
+
+pub async fn reconcile(gateway: Arc<McpGateway>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = Instant::now();
+    let result = reconcile_inner(&gateway, &ctx).await;
+    ctx.metrics
+        .duration
+        .observe(started.elapsed().as_secs_f64());
+    let outcome = if result.is_ok() { "ok" } else { "error" };
+    ctx.metrics
+        .reconciles
+        .get_or_create(&Outcome { outcome })
+        .inc();
+    result
+}
+
+async fn reconcile_inner(gateway: &McpGateway, ctx: &Context) -> Result<Action, Error> {
+    let namespace = gateway.namespace().ok_or(Error::NoNamespace)?;
+    let previous: Vec<Condition> = gateway
+        .status
+        .as_ref()
+        .map(|s| s.conditions.clone())
+        .unwrap_or_default();
+
+    let plan = validate::validate(gateway).and_then(|plan| {
+        annotations::check(
+            &gateway.spec.route.annotations,
+            &ctx.defaults.allowed_annotation_prefixes,
+        )?;
+        Ok(plan)
+    });
+    let mut failure = None;
+    let mut requeue = RESYNC;
+    let (observed, url, key_status) = match &plan {
+        Err(message) => (
+            Observed {
+                config: Err(message.clone()),
+                key: KeyState::Unchecked,
+                replicas: None,
+                apply_error: None,
+                report: None,
+                route: RouteState::Unchecked,
+            },
+            None,
+            None,
+        ),
+        Ok(plan) => {
+            let route = route_state(ctx, gateway);
+            let lost: BTreeSet<String> = match &route {
+                RouteState::Conflict { lost, .. } => lost.keys().cloned().collect(),
+                _ => BTreeSet::new(),
+            };
+            if !lost.is_empty() {
+                requeue = ROUTE_CONFLICT_RECHECK;
+            }
+            let objects = render::build(gateway, plan, &lost, &ctx.defaults);
+            let missing = match &objects.key_sync {
+                Some((kind, _)) if !served(&ctx.client, kind).await? => Some(kind.clone()),
+                _ => None,
+            };
+            let key = match &missing {
+                Some(kind) => KeyState::SyncNotInstalled {
+                    kind: kind.kind.into(),
+                    install: kind.install.into(),
+                },
+                None => check_key(&ctx.client, &namespace, gateway, plan).await?,
+            };
+            let replicas =
+                match apply_all(ctx, &namespace, gateway, &objects, missing.is_none()).await {
+                    Ok(deployment) => {
+                        let ready = deployment.status.as_ref().and_then(|s| s.ready_replicas);
+                        Some((gateway.spec.replicas, ready.unwrap_or(0)))
+                    }
+                    Err(error) => {
+                        failure = Some(error);
+                        None
+                    }
+                };
+            let report = match pods::key_reports(&ctx.client, &ctx.http, &namespace, gateway).await
+            {
+                Ok(reports) => Some(key_report::aggregate(&reports)),
+                Err(error) => {
+                    tracing::warn!(%error, "cannot list the gateway's pods");
+                    None
+                }
+            };
+            // Pods report a key's fate only while they run; a missing CRD may be installed
+            // any time. Both are looked at again soon; everything else waits for a watch.
+            if missing.is_some() || report.as_ref().is_some_and(|r| r.pods > 0) {
+                requeue = requeue.min(ctx.key_status_interval);
+            }
+            // The URL is this gateway's only while it routes its MCP endpoint.
+            let mcp_path = format!("{}/mcp", plan.sidecar.prefix());
+            let url = (!lost.contains(&mcp_path)).then(|| plan.url.clone());
+            let key_status = key_status(&namespace, plan, report.as_ref());
+            let observed = Observed {
+                config: Ok(()),
+                key,
+                replicas,
+                apply_error: failure.as_ref().map(Error::user_message),
+                report,
+                route,
+            };
+            (observed, url, Some(key_status))
+        }
+    };
+
+    let generation = gateway.metadata.generation;
+    let conditions = conditions::compute(&observed, generation, &previous, Time(Timestamp::now()));
+    let status = McpGatewayStatus {
+        observed_generation: generation,
+        ready_replicas: observed.replicas.map(|(_, ready)| ready),
+        url,
+        conditions: conditions.clone(),
+        system_key: key_status,
+    };
+    let api: Api<McpGateway> = Api::namespaced(ctx.client.clone(), &namespace);
+    let patch = serde_json::json!({
+        "apiVersion": "mcpgateway.dev/v1alpha1",
+        "kind": "McpGateway",
+        "status": status,
+    });
+    api.patch_status(
+        &gateway.name_any(),
+        &PatchParams::apply(MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await
+    .map_err(Error::Status)?;
+    publish_transitions(ctx, gateway, &previous, &conditions).await;
+    // The status already tells the user; the error makes the controller retry with backoff.
+    match failure {
+        Some(error) => Err(error),
+        None => Ok(Action::requeue(requeue)),
+    }
+}
+
+/// Whether an older gateway on the same host owns some of this gateway's paths.
+fn route_state(ctx: &Context, gateway: &McpGateway) -> RouteState {
+    let host = gateway.spec.route.host.clone();
+    let Some(mine) = Claim::of(gateway, &ctx.defaults.allowed_annotation_prefixes) else {
+        return RouteState::Unchecked;
+    };
+    let lost = claims::contested(&mine, &ctx.claims_on(&host));
+    if lost.is_empty() {
+        RouteState::Clear { host }
+    } else {
+        RouteState::Conflict { host, lost }
+    }
+}
+
+/// The status's account of the key: where it comes from (no value, no hash) and what the
+/// pods last loaded.
+fn key_status(namespace: &str, plan: &Plan, report: Option<&KeyReport>) -> SystemKeyStatus {
+    SystemKeyStatus {
+        source: Some(plan.key.describe(namespace)),
+        last_changed: report.and_then(|r| r.last_changed.clone()),
+        version: report.and_then(|r| r.version.clone()),
+    }
+}
+
+/// Looks the key up without ever reading its value into a message: only whether it exists.
+/// Keys that only the pods can see (CSI volume, Key Vault read directly) are theirs to report.
+async fn check_key(
+    client: &Client,
+    namespace: &str,
+    gateway: &McpGateway,
+    plan: &Plan,
+) -> Result<KeyState, Error> {
+    let (name, key, external) = match &plan.key {
+        KeySource::Secret {
+            name,
+            key,
+            external,
+        } => (name, key, external.is_some()),
+        other => {
+            return Ok(KeyState::InPod {
+                source: other.describe(namespace),
+            });
+        }
+    };
+    let secret_id = format!("{namespace}/{name}");
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    let secret = secrets
+        .get_opt(name)
+        .await
+        .map_err(|e| Error::ReadSecret(secret_id.clone(), e))?;
+    let Some(secret) = secret else {
+        return Ok(if external {
+            KeyState::ExternalSecretPending {
+                secret: secret_id,
+                external_secret: format!("{namespace}/{}", render::object_name(gateway)),
+            }
+        } else {
+            KeyState::SecretNotFound { secret: secret_id }
+        });
+    };
+    let key = key.clone();
+    let value = secret
+        .data
+        .as_ref()
+        .and_then(|d| d.get(&key))
+        .map(|v| v.0.len());
+    Ok(match value {
+        None => KeyState::KeyNotFound {
+            secret: secret_id,
+            key,
+        },
+        Some(0) => KeyState::KeyEmpty {
+            secret: secret_id,
+            key,
+        },
+        Some(_) => KeyState::Available {
+            secret: secret_id,
+            key,
+        },
+    })
+}
+
+/// One Event per condition whose status changed: Normal when it became True, Warning when
+/// it became False. A steady state publishes nothing.
+async fn publish_transitions(
+    ctx: &Context,
+    gateway: &McpGateway,
+    previous: &[Condition],
+    current: &[Condition],
+) {
+    let reference = gateway.object_ref(&());
+    for c in current {
+        let before = conditions::find(previous, &c.type_).map(|p| p.status.as_str());
+        let healthy = conditions::is_healthy(&c.type_, &c.status);
+        let first_and_quiet = before.is_none()
+            && ((healthy && c.type_ != conditions::READY)
+                || (c.type_ == conditions::ROUTE_CONFLICT && c.status == "Unknown"));
+        if before == Some(c.status.as_str()) || first_and_quiet {
+            continue;
+        }
+        let event = Event {
+            type_: if healthy {
+                EventType::Normal
+            } else {
+                EventType::Warning
+            },
+            reason: c.reason.clone(),
+            note: Some(format!("{}: {}", c.type_, c.message)),
+            action: "Reconcile".into(),
+            secondary: None,
+        };
+        if let Err(error) = ctx.recorder.publish(&event, &reference).await {
+            tracing::warn!(%error, "could not publish an event");
+        }
+    }
+}
