@@ -67,18 +67,31 @@ fn chart_lints_clean_and_its_schema_rejects_bad_values() {
         "{out}"
     );
     let (ok, out) = template("operator.allowedAnnotationPrefixes=[]");
-    assert!(
-        ok && !out.contains("--allowed-annotation-prefixes"),
-        "{out}"
-    );
+    assert!(!ok, "an empty allow-list is refused: {out}");
     let (ok, out) = template(
         r#"operator.allowedAnnotationPrefixes=["nginx.ingress.kubernetes.io/server-snippet"]"#,
     );
     assert!(!ok, "a snippet must not be allowed: {out}");
 }
 
+/// The chart's default allow-list is the operator's own, so installing with defaults and
+/// running the binary bare behave alike.
 #[test]
-fn rendered_chart_applies_to_a_real_api_server() {
+fn the_charts_default_annotation_prefixes_are_the_operators() {
+    let values: serde_yaml::Value = serde_yaml::from_str(
+        &std::fs::read_to_string(workspace_root().join("charts/mcp-gateway/values.yaml")).unwrap(),
+    )
+    .unwrap();
+    let chart: Vec<String> =
+        serde_yaml::from_value(values["operator"]["allowedAnnotationPrefixes"].clone()).unwrap();
+    assert_eq!(
+        chart,
+        mcp_gateway_operator::annotations::default_allowed_prefixes()
+    );
+}
+
+#[tokio::test]
+async fn rendered_chart_applies_to_a_real_api_server() {
     let cluster = Cluster::start().expect("local control plane");
     let (ok, _, err) = cluster.kubectl_run(&["create", "namespace", "mcp-gateway-system"], None);
     assert!(ok, "{err}");
@@ -100,6 +113,9 @@ fn rendered_chart_applies_to_a_real_api_server() {
                 "--namespace",
                 "mcp-gateway-system",
                 "--include-crds",
+                // What `helm install` learns from a 1.30+ API server's discovery.
+                "--api-versions",
+                "admissionregistration.k8s.io/v1/ValidatingAdmissionPolicy",
             ])
             .args(extra);
         let (ok, manifest) = run(template);
@@ -111,6 +127,8 @@ fn rendered_chart_applies_to_a_real_api_server() {
             "ServiceAccount",
             "Service",
             "Role",
+            "ValidatingAdmissionPolicy",
+            "ValidatingAdmissionPolicyBinding",
         ] {
             assert!(
                 manifest.contains(&format!("kind: {kind}")),
@@ -122,6 +140,43 @@ fn rendered_chart_applies_to_a_real_api_server() {
         assert!(ok, "{err}");
         assert!(out.contains("deployment.apps/mcp-gateway"), "{out}");
     }
+    // The admission policy refuses annotations outside the allow-list at once, with the
+    // list in its message, and admits the allowed ones (the CRD is installed with the chart).
+    let gateway = |name: &str, annotation: &str| {
+        serde_json::json!({"apiVersion": "mcpgateway.dev/v1alpha1", "kind": "McpGateway",
+            "metadata": {"name": name, "namespace": "mcp-gateway-system"},
+            "spec": {"upstream": {"url": "https://fn.azurewebsites.net"},
+                "systemKey": {"secretRef": {"name": "k"}}, "auth": {"mode": "Anonymous"},
+                "route": {"host": "mcp.example.com", "annotations": {annotation: "x"}}}})
+        .to_string()
+    };
+    let refused = mcp_gateway_tests::must_eventually(30, "the policy in force", || async {
+        let (ok, _, err) = cluster.kubectl_run(
+            &["apply", "-f", "-"],
+            Some(&gateway("hooked", "nginx.ingress.kubernetes.io/auth-url")),
+        );
+        if ok {
+            cluster.kubectl_run(
+                &["delete", "mcpgateway", "-n", "mcp-gateway-system", "hooked"],
+                None,
+            );
+            Err("admitted".to_string())
+        } else {
+            Ok(err)
+        }
+    })
+    .await;
+    assert!(
+        refused.contains("route.annotations nginx.ingress.kubernetes.io/auth-url not allowed")
+            && refused.contains("cert-manager.io/"),
+        "{refused}"
+    );
+    let (ok, _, err) = cluster.kubectl_run(
+        &["apply", "-f", "-"],
+        Some(&gateway("certified", "cert-manager.io/cluster-issuer")),
+    );
+    assert!(ok, "{err}");
+
     // The operator Deployment runs under restricted pod security.
     let (ok, out, err) = cluster.kubectl_run(
         &[
