@@ -14,6 +14,11 @@ pub const KEY_ACCEPTED: &str = "KeyAccepted";
 /// True while an older gateway on the same host owns some of this gateway's paths. (A
 /// problem condition, like Gateway API's `Conflicted`: True is the bad state.)
 pub const ROUTE_CONFLICT: &str = "RouteConflict";
+/// The IdP client secret the authorization-server facade mounts.
+pub const CLIENT_SECRET_AVAILABLE: &str = "ClientSecretAvailable";
+/// Whether the public endpoint has TLS configured (a warning only: TLS may be terminated in
+/// front of the ingress).
+pub const TLS_CONFIGURED: &str = "TlsConfigured";
 
 /// Whether a condition in this status is the healthy state: False for [`ROUTE_CONFLICT`],
 /// True for every other type.
@@ -23,6 +28,30 @@ pub fn is_healthy(type_: &str, status: &str) -> bool {
     } else {
         status == "True"
     }
+}
+
+/// What the reconcile found out about the facade's IdP client-secret Secret.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ClientSecretState {
+    /// Not `AuthorizationServer` mode.
+    NotUsed,
+    /// Not checked, because the spec is invalid.
+    Unchecked,
+    Available {
+        secret: String,
+        key: String,
+    },
+    SecretNotFound {
+        secret: String,
+    },
+    KeyNotFound {
+        secret: String,
+        key: String,
+    },
+    KeyEmpty {
+        secret: String,
+        key: String,
+    },
 }
 
 /// Whether the gateway's public paths are its own.
@@ -89,6 +118,9 @@ pub struct Observed {
     /// What the gateway pods reported about the key (`None`: not asked).
     pub report: Option<KeyReport>,
     pub route: RouteState,
+    pub client_secret: ClientSecretState,
+    /// The TLS Secret named by `route.tls`, if any.
+    pub tls: Option<String>,
 }
 
 /// A condition's status: `True`, `False`, or `Unknown` while nothing can tell.
@@ -166,6 +198,8 @@ pub fn compute(
         &now,
     );
     let route = route_conflict(&observed.route, generation, &now);
+    let client_secret = client_secret_available(&observed.client_secret, generation, &now);
+    let tls = tls_configured(&observed.tls, generation, &now);
     // `Unknown` does not hold a gateway back: pods that read the key themselves are not
     // ready without one, so the replica count already says it.
     let key_ok = key_status != Status::False;
@@ -184,6 +218,11 @@ pub fn compute(
             false,
             "RouteConflict",
             "another gateway owns some of this gateway's paths; see RouteConflict".to_string(),
+        ),
+        (Ok(()), _, _) if client_secret.status == "False" => (
+            false,
+            "ClientSecretUnavailable",
+            "the IdP client secret is not available; see ClientSecretAvailable".to_string(),
         ),
         (Ok(()), false, _) => (
             false,
@@ -213,7 +252,7 @@ pub fn compute(
         ),
     };
     let ready = condition(READY, ready.0, ready.1, ready.2, generation, &now);
-    [ready, config, key, accepted, route]
+    [ready, config, key, accepted, route, client_secret, tls]
         .into_iter()
         .map(|mut c| {
             if let Some(old) = previous
@@ -340,6 +379,74 @@ fn key_accepted(report: &Option<KeyReport>) -> (Status, &'static str, String) {
     }
 }
 
+fn client_secret_available(
+    state: &ClientSecretState,
+    generation: Option<i64>,
+    now: &Time,
+) -> Condition {
+    let (status, reason, message) = match state {
+        ClientSecretState::NotUsed => (
+            Status::True,
+            "NotUsed",
+            "only auth.mode AuthorizationServer signs in at an IdP with a client secret"
+                .to_string(),
+        ),
+        ClientSecretState::Unchecked => (
+            Status::Unknown,
+            "NotChecked",
+            "the spec is invalid, so the client secret was not looked up".to_string(),
+        ),
+        ClientSecretState::Available { secret, key } => (
+            Status::True,
+            "SecretFound",
+            format!("Secret {secret} has key {key}"),
+        ),
+        ClientSecretState::SecretNotFound { secret } => (
+            Status::False,
+            "SecretNotFound",
+            format!(
+                "Secret {secret} does not exist: create it with the IdP application's client secret, or fix auth.authorizationServer.idp.clientSecretRef.name; the gateway pods cannot start without it"
+            ),
+        ),
+        ClientSecretState::KeyNotFound { secret, key } => (
+            Status::False,
+            "KeyNotFound",
+            format!(
+                "Secret {secret} has no key {key}: add it or fix auth.authorizationServer.idp.clientSecretRef.key"
+            ),
+        ),
+        ClientSecretState::KeyEmpty { secret, key } => (
+            Status::False,
+            "KeyEmpty",
+            format!("key {key} of Secret {secret} is empty: put the IdP client secret in it"),
+        ),
+    };
+    condition(
+        CLIENT_SECRET_AVAILABLE,
+        status,
+        reason,
+        message,
+        generation,
+        now,
+    )
+}
+
+fn tls_configured(tls: &Option<String>, generation: Option<i64>, now: &Time) -> Condition {
+    let (status, reason, message) = match tls {
+        Some(secret) => (
+            Status::True,
+            "TlsSecretNamed",
+            format!("the Ingress serves TLS with Secret {secret}"),
+        ),
+        None => (
+            Status::False,
+            "NoTls",
+            "route.tls is not set: MCP clients require https outside localhost; set route.tls.secretName, unless TLS ends in front of the ingress".to_string(),
+        ),
+    };
+    condition(TLS_CONFIGURED, status, reason, message, generation, now)
+}
+
 fn route_conflict(route: &RouteState, generation: Option<i64>, now: &Time) -> Condition {
     let (status, reason, message) = match route {
         RouteState::Unchecked => (
@@ -406,6 +513,8 @@ mod tests {
             route: RouteState::Clear {
                 host: "mcp.example.com".into(),
             },
+            client_secret: ClientSecretState::NotUsed,
+            tls: Some("mcp-tls".into()),
         };
         let c = compute(&ok, Some(4), &[], at(100));
         assert_eq!(find(&c, READY).unwrap().status, "True");
@@ -445,6 +554,8 @@ mod tests {
             apply_error: None,
             report: None,
             route: RouteState::Unchecked,
+            client_secret: ClientSecretState::Unchecked,
+            tls: None,
         };
         let c = compute(&invalid, None, &[], at(1));
         assert_eq!(find(&c, ROUTE_CONFLICT).unwrap().status, "Unknown");
@@ -464,6 +575,8 @@ mod tests {
             route: RouteState::Clear {
                 host: "mcp.example.com".into(),
             },
+            client_secret: ClientSecretState::NotUsed,
+            tls: Some("mcp-tls".into()),
         };
         let c = compute(&failed, None, &[], at(1));
         let ready = find(&c, READY).unwrap();
@@ -495,6 +608,8 @@ mod tests {
             route: RouteState::Clear {
                 host: "mcp.example.com".into(),
             },
+            client_secret: ClientSecretState::NotUsed,
+            tls: Some("mcp-tls".into()),
         };
         let c = compute(&ok, None, &[], at(1));
         let accepted = find(&c, KEY_ACCEPTED).unwrap();
@@ -548,6 +663,8 @@ mod tests {
             route: RouteState::Clear {
                 host: "mcp.example.com".into(),
             },
+            client_secret: ClientSecretState::NotUsed,
+            tls: Some("mcp-tls".into()),
         };
         let status = |o: &Observed| {
             let c = compute(o, None, &[], at(1));
@@ -617,6 +734,8 @@ mod tests {
             route: RouteState::Clear {
                 host: "mcp.example.com".into(),
             },
+            client_secret: ClientSecretState::NotUsed,
+            tls: Some("mcp-tls".into()),
         };
         let first = compute(&ok, None, &[], at(100));
         let again = compute(&ok, None, &first, at(200));
@@ -648,6 +767,8 @@ mod tests {
                     ("/w/sse".to_string(), "team-a/weather".to_string()),
                 ]),
             },
+            client_secret: ClientSecretState::NotUsed,
+            tls: Some("mcp-tls".into()),
         };
         let c = compute(&conflicted, None, &[], at(1));
         let route = find(&c, ROUTE_CONFLICT).unwrap();
@@ -673,12 +794,60 @@ mod tests {
             route: RouteState::Clear {
                 host: "mcp.example.com".into(),
             },
+            client_secret: ClientSecretState::NotUsed,
+            tls: Some("mcp-tls".into()),
             ..conflicted
         };
         let c = compute(&clear, None, &[], at(2));
         assert_eq!(find(&c, ROUTE_CONFLICT).unwrap().status, "False");
         assert!(is_healthy(ROUTE_CONFLICT, "False"));
         assert_eq!(find(&c, READY).unwrap().status, "True");
+    }
+
+    #[test]
+    fn a_missing_client_secret_holds_ready_and_no_tls_only_warns() {
+        let base = Observed {
+            config: Ok(()),
+            key: available(),
+            replicas: Some((2, 2)),
+            apply_error: None,
+            report: None,
+            route: RouteState::Clear {
+                host: "mcp.example.com".into(),
+            },
+            client_secret: ClientSecretState::SecretNotFound {
+                secret: "apps/entra-app".into(),
+            },
+            tls: None,
+        };
+        let c = compute(&base, None, &[], at(1));
+        let cs = find(&c, CLIENT_SECRET_AVAILABLE).unwrap();
+        assert_eq!(
+            (cs.status.as_str(), cs.reason.as_str()),
+            ("False", "SecretNotFound")
+        );
+        assert!(cs.message.contains("apps/entra-app"), "{}", cs.message);
+        assert_eq!(find(&c, READY).unwrap().reason, "ClientSecretUnavailable");
+        let tls = find(&c, TLS_CONFIGURED).unwrap();
+        assert_eq!(
+            (tls.status.as_str(), tls.reason.as_str()),
+            ("False", "NoTls")
+        );
+
+        let found = Observed {
+            client_secret: ClientSecretState::Available {
+                secret: "apps/entra-app".into(),
+                key: "client-secret".into(),
+            },
+            ..base
+        };
+        let c = compute(&found, None, &[], at(2));
+        assert_eq!(
+            find(&c, READY).unwrap().status,
+            "True",
+            "no TLS does not hold Ready"
+        );
+        assert_eq!(find(&c, CLIENT_SECRET_AVAILABLE).unwrap().status, "True");
     }
 
     #[test]
@@ -697,6 +866,8 @@ mod tests {
                 route: RouteState::Clear {
                     host: "mcp.example.com".into(),
                 },
+                client_secret: ClientSecretState::NotUsed,
+                tls: Some("mcp-tls".into()),
             },
             None,
             &[],

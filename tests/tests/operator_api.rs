@@ -501,8 +501,38 @@ async fn authorization_server_gateways_get_facade_keys_mounts_and_routes() {
         json!({"metadata": {"name": "entra-app"}, "stringData": {"client-secret": CLIENT_SECRET}}),
     )
     .unwrap();
-    secrets.create(&PostParams::default(), &app).await.unwrap();
+    // The gateway comes first: the missing client secret is named in a condition (not only
+    // a pod stuck on a volume), and creating it recovers the gateway untouched.
     gateways.create(&PostParams::default(), &gw).await.unwrap();
+    let waiting = eventually(30, "ClientSecretAvailable=False", || async {
+        let gw = gateways.get("entra").await.map_err(|e| e.to_string())?;
+        match condition(&gw, "ClientSecretAvailable") {
+            Some((s, r, _)) if s == "False" && r == "SecretNotFound" => Ok(gw),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    let (_, _, message) = condition(&waiting, "ClientSecretAvailable").unwrap();
+    assert!(
+        message.contains(&format!("{}/entra-app", ns.name)),
+        "{message}"
+    );
+    assert_eq!(
+        condition(&waiting, "Ready").unwrap().1,
+        "ClientSecretUnavailable"
+    );
+    // No route.tls: a warning, not a failure.
+    let (tls, tls_reason, _) = condition(&waiting, "TlsConfigured").unwrap();
+    assert_eq!((tls.as_str(), tls_reason.as_str()), ("False", "NoTls"));
+    secrets.create(&PostParams::default(), &app).await.unwrap();
+    eventually(30, "ClientSecretAvailable=True", || async {
+        let gw = gateways.get("entra").await.map_err(|e| e.to_string())?;
+        match condition(&gw, "ClientSecretAvailable") {
+            Some((s, r, _)) if s == "True" && r == "SecretFound" => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
 
     // The facade's keys: generated once, in the format the sidecar reads, never rewritten.
     let facade_secret = eventually(30, "facade keys Secret", || async {

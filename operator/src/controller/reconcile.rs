@@ -18,7 +18,7 @@ use super::{Context, Error};
 use crate::MANAGER;
 use crate::annotations;
 use crate::claims::{self, Claim};
-use crate::conditions::{self, KeyState, Observed, RouteState};
+use crate::conditions::{self, ClientSecretState, KeyState, Observed, RouteState};
 use crate::key_report::{self, KeyReport};
 use crate::metrics::{Outcome, Reason};
 use crate::pods;
@@ -84,6 +84,13 @@ async fn reconcile_inner(gateway: &McpGateway, ctx: &Context) -> Result<Action, 
                 apply_error: None,
                 report: None,
                 route: RouteState::Unchecked,
+                client_secret: ClientSecretState::Unchecked,
+                tls: gateway
+                    .spec
+                    .route
+                    .tls
+                    .as_ref()
+                    .map(|t| t.secret_name.clone()),
             },
             None,
             None,
@@ -109,6 +116,7 @@ async fn reconcile_inner(gateway: &McpGateway, ctx: &Context) -> Result<Action, 
                 },
                 None => check_key(&ctx.client, &namespace, gateway, plan).await?,
             };
+            let client_secret = check_client_secret(&ctx.client, &namespace, plan).await?;
             let replicas =
                 match apply_all(ctx, &namespace, gateway, &objects, missing.is_none()).await {
                     Ok(deployment) => {
@@ -144,6 +152,13 @@ async fn reconcile_inner(gateway: &McpGateway, ctx: &Context) -> Result<Action, 
                 apply_error: failure.as_ref().map(Error::user_message),
                 report,
                 route,
+                client_secret,
+                tls: gateway
+                    .spec
+                    .route
+                    .tls
+                    .as_ref()
+                    .map(|t| t.secret_name.clone()),
             };
             (observed, url, Some(key_status))
         }
@@ -224,12 +239,7 @@ async fn check_key(
         }
     };
     let secret_id = format!("{namespace}/{name}");
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
-    let secret = secrets
-        .get_opt(name)
-        .await
-        .map_err(|e| Error::ReadSecret(secret_id.clone(), e))?;
-    let Some(secret) = secret else {
+    let Some(value) = secret_value_len(client, namespace, name, key).await? else {
         return Ok(if external {
             KeyState::ExternalSecretPending {
                 secret: secret_id,
@@ -240,11 +250,6 @@ async fn check_key(
         });
     };
     let key = key.clone();
-    let value = secret
-        .data
-        .as_ref()
-        .and_then(|d| d.get(&key))
-        .map(|v| v.0.len());
     Ok(match value {
         None => KeyState::KeyNotFound {
             secret: secret_id,
@@ -259,6 +264,43 @@ async fn check_key(
             key,
         },
     })
+}
+
+/// Whether the facade's IdP client secret is there to mount (never its value: only whether
+/// the key exists and is not empty).
+async fn check_client_secret(
+    client: &Client,
+    namespace: &str,
+    plan: &Plan,
+) -> Result<ClientSecretState, Error> {
+    let Some(facade) = &plan.facade else {
+        return Ok(ClientSecretState::NotUsed);
+    };
+    let secret = format!("{namespace}/{}", facade.client_secret);
+    let key = facade.client_secret_key.clone();
+    Ok(
+        match secret_value_len(client, namespace, &facade.client_secret, &key).await? {
+            None => ClientSecretState::SecretNotFound { secret },
+            Some(None) => ClientSecretState::KeyNotFound { secret, key },
+            Some(Some(0)) => ClientSecretState::KeyEmpty { secret, key },
+            Some(Some(_)) => ClientSecretState::Available { secret, key },
+        },
+    )
+}
+
+/// `None`: no such Secret; `Some(None)`: no such key; else the value's length (only).
+async fn secret_value_len(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    key: &str,
+) -> Result<Option<Option<usize>>, Error> {
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    let secret = secrets
+        .get_opt(name)
+        .await
+        .map_err(|e| Error::ReadSecret(format!("{namespace}/{name}"), e))?;
+    Ok(secret.map(|s| s.data.as_ref().and_then(|d| d.get(key)).map(|v| v.0.len())))
 }
 
 /// One Event per condition whose status changed: Normal when it became True, Warning when

@@ -114,7 +114,8 @@ pub async fn run(mut ctx: Context) {
                     .into_iter()
                     .filter(|gw| {
                         gw.namespace() == namespace
-                            && key_secret_name(gw).as_deref() == Some(name.as_str())
+                            && (key_secret_name(gw).as_deref() == Some(name.as_str())
+                                || client_secret_name(gw) == Some(name.as_str()))
                     })
                     .map(|gw| ObjectRef::from_obj(gw.as_ref()))
                     .collect::<Vec<_>>()
@@ -141,6 +142,12 @@ fn key_secret_name(gateway: &McpGateway) -> Option<String> {
         }
         _ => None,
     }
+}
+
+/// The Secret holding the facade's IdP client secret, in `AuthorizationServer` mode.
+fn client_secret_name(gateway: &McpGateway) -> Option<&str> {
+    let server = gateway.spec.auth.authorization_server.as_ref()?;
+    Some(server.idp.client_secret_ref.name.as_str())
 }
 
 /// Pauses after watch errors: 250 ms, doubling up to 5 s.
