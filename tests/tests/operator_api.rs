@@ -366,6 +366,24 @@ async fn operator_renders_gateways_and_reports_status() {
         metrics.contains("mcp_gateway_operator_reconciles_total{outcome=\"ok\"}"),
         "{metrics}"
     );
+    // The refused gateway is not counted as ok, and the log says why, once, at warn.
+    assert!(
+        metrics.contains("mcp_gateway_operator_reconciles_total{outcome=\"invalid_spec\"}"),
+        "{metrics}"
+    );
+    let logs = operator.logs();
+    let refusal = logs
+        .lines()
+        .find(|l| {
+            l.contains("gateway condition changed")
+                && l.contains("\"gateway\":\"hooked\"")
+                && l.contains("\"condition\":\"ConfigValid\"")
+        })
+        .unwrap_or_else(|| panic!("no log line for the refused gateway:\n{logs}"));
+    assert!(
+        refusal.contains("\"level\":\"WARN\"") && refusal.contains("auth-url"),
+        "{refusal}"
+    );
 }
 
 #[tokio::test]

@@ -600,6 +600,15 @@ async fn the_function_apps_verdict_on_the_key_becomes_key_accepted() {
     })
     .await;
     assert_eq!(warned.type_.as_deref(), Some("Warning"));
+    // Start-up is quiet: "no pod has reported yet" is Unknown, not worth a Warning.
+    let all = events.list(&ListParams::default()).await.unwrap();
+    assert!(
+        all.items
+            .iter()
+            .all(|e| e.reason.as_deref() != Some("NotReported")),
+        "{:?}",
+        all.items.iter().map(|e| &e.reason).collect::<Vec<_>>()
+    );
 
     // 3. The new key reaches the mounted file: accepted again.
     std::fs::write(&mounted, K2).unwrap();

@@ -50,15 +50,30 @@ pub async fn reconcile(gateway: Arc<McpGateway>, ctx: Arc<Context>) -> Result<Ac
     ctx.metrics
         .duration
         .observe(started.elapsed().as_secs_f64());
-    let outcome = if result.is_ok() { "ok" } else { "error" };
+    // A gateway whose spec the operator refuses is not an "ok" reconcile, even though
+    // nothing failed: alerts on broken gateways need to see it.
+    let outcome = match &result {
+        Ok((_, SpecVerdict::Valid)) => "ok",
+        Ok((_, SpecVerdict::Refused)) => "invalid_spec",
+        Err(_) => "error",
+    };
     ctx.metrics
         .reconciles
         .get_or_create(&Outcome { outcome })
         .inc();
-    result
+    result.map(|(action, _)| action)
 }
 
-async fn reconcile_inner(gateway: &McpGateway, ctx: &Context) -> Result<Action, Error> {
+/// Whether the operator could render the gateway's spec at all.
+enum SpecVerdict {
+    Valid,
+    Refused,
+}
+
+async fn reconcile_inner(
+    gateway: &McpGateway,
+    ctx: &Context,
+) -> Result<(Action, SpecVerdict), Error> {
     let namespace = gateway.namespace().ok_or(Error::NoNamespace)?;
     let previous: Vec<Condition> = gateway
         .status
@@ -188,9 +203,13 @@ async fn reconcile_inner(gateway: &McpGateway, ctx: &Context) -> Result<Action, 
     .map_err(Error::Status)?;
     publish_transitions(ctx, gateway, &previous, &conditions).await;
     // The status already tells the user; the error makes the controller retry with backoff.
+    let verdict = match plan {
+        Ok(_) => SpecVerdict::Valid,
+        Err(_) => SpecVerdict::Refused,
+    };
     match failure {
         Some(error) => Err(error),
-        None => Ok(Action::requeue(requeue)),
+        None => Ok((Action::requeue(requeue), verdict)),
     }
 }
 
@@ -303,8 +322,10 @@ async fn secret_value_len(
     Ok(secret.map(|s| s.data.as_ref().and_then(|d| d.get(key)).map(|v| v.0.len())))
 }
 
-/// One Event per condition whose status changed: Normal when it became True, Warning when
-/// it became False. A steady state publishes nothing.
+/// One Event and one log line per condition whose status changed: Normal (info) when it
+/// became healthy, Warning (warn) when it did not. A steady state publishes nothing, and
+/// neither does a condition turning Unknown: nothing is known to be wrong yet (a new
+/// gateway's pods have not reported), so there is nothing to alert on.
 async fn publish_transitions(
     ctx: &Context,
     gateway: &McpGateway,
@@ -315,11 +336,15 @@ async fn publish_transitions(
     for c in current {
         let before = conditions::find(previous, &c.type_).map(|p| p.status.as_str());
         let healthy = conditions::is_healthy(&c.type_, &c.status);
-        let first_and_quiet = before.is_none()
-            && ((healthy && c.type_ != conditions::READY)
-                || (c.type_ == conditions::ROUTE_CONFLICT && c.status == "Unknown"));
-        if before == Some(c.status.as_str()) || first_and_quiet {
+        let first_and_quiet = before.is_none() && healthy && c.type_ != conditions::READY;
+        if before == Some(c.status.as_str()) || first_and_quiet || c.status == "Unknown" {
             continue;
+        }
+        let (name, namespace) = (gateway.name_any(), gateway.namespace().unwrap_or_default());
+        if healthy {
+            tracing::info!(gateway = %name, %namespace, condition = %c.type_, status = %c.status, reason = %c.reason, message = %c.message, "gateway condition changed");
+        } else {
+            tracing::warn!(gateway = %name, %namespace, condition = %c.type_, status = %c.status, reason = %c.reason, message = %c.message, "gateway condition changed");
         }
         let event = Event {
             type_: if healthy {
