@@ -6,6 +6,7 @@
 pub mod build;
 pub mod conditions;
 pub mod controller;
+pub mod health;
 pub mod key_report;
 pub mod metrics;
 pub mod pods;

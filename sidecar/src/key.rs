@@ -21,7 +21,6 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http::HeaderValue;
-use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, watch};
 
 use crate::config::SystemKeyConfig;
@@ -74,54 +73,8 @@ pub fn parse_key(bytes: &[u8]) -> Result<HeaderValue, KeyFileError> {
     Ok(value)
 }
 
-/// `GET /keyz` on the admin listener: where the key comes from and whether the upstream takes
-/// it. Stable field names (the operator reads them); never the key, a hash of it, or a token.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct KeyStatus {
-    pub source: KeySourceKind,
-    /// A key has been loaded (and `/readyz` can be true).
-    pub loaded: bool,
-    /// When the key in use last changed (RFC 3339, UTC), `None` before the first one.
-    #[serde(default)]
-    pub last_changed: Option<String>,
-    /// The Key Vault secret version in use (`None` for a file).
-    #[serde(default)]
-    pub version: Option<String>,
-    pub upstream: UpstreamStatus,
-    /// Why the source cannot deliver a key right now (the last good key stays in use).
-    #[serde(default)]
-    pub source_error: Option<String>,
-}
-
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum KeySourceKind {
-    File,
-    KeyVault,
-}
-
-/// The upstream's verdict on the key in use.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct UpstreamStatus {
-    pub verdict: Verdict,
-    /// When the verdict last changed (RFC 3339, UTC).
-    #[serde(default)]
-    pub since: Option<String>,
-    /// Requests the upstream finally refused (401/403 with no newer key, or with the newer
-    /// key too), since the sidecar started.
-    #[serde(default)]
-    pub rejections: u64,
-}
-
-/// `Accepted`: the last upstream answer to the current key was not 401/403. `Rejected`: the
-/// upstream refused it and no newer key helped. `Unknown`: no answer since the key changed.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Verdict {
-    Accepted,
-    Rejected,
-    Unknown,
-}
+/// `GET /keyz`'s report, shared with the operator that reads it.
+pub use mcp_gateway_contract::key_status::{KeySourceKind, KeyStatus, UpstreamStatus, Verdict};
 
 enum Source {
     File(PathBuf),
@@ -749,31 +702,6 @@ mod tests {
         assert_eq!(rfc3339(t), "2026-11-28T07:00:00Z");
         let leap = UNIX_EPOCH + Duration::from_secs(951_782_400 + 86_399);
         assert_eq!(rfc3339(leap), "2000-02-29T23:59:59Z");
-    }
-
-    #[test]
-    fn key_status_has_stable_field_names() {
-        let status = KeyStatus {
-            source: KeySourceKind::KeyVault,
-            loaded: true,
-            last_changed: Some("2026-11-28T07:00:00Z".into()),
-            version: Some("abc".into()),
-            upstream: UpstreamStatus {
-                verdict: Verdict::Accepted,
-                since: None,
-                rejections: 3,
-            },
-            source_error: None,
-        };
-        let json = serde_json::to_value(&status).unwrap();
-        assert_eq!(
-            json,
-            serde_json::json!({"source": "KeyVault", "loaded": true,
-                "lastChanged": "2026-11-28T07:00:00Z", "version": "abc",
-                "upstream": {"verdict": "Accepted", "since": null, "rejections": 3},
-                "sourceError": null})
-        );
-        assert_eq!(serde_json::from_value::<KeyStatus>(json).unwrap(), status);
     }
 
     fn fetches(metrics: &Metrics, trigger: &str) -> u64 {

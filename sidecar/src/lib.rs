@@ -3,7 +3,6 @@
 
 pub mod auth;
 pub mod body;
-pub mod config;
 pub mod cors;
 pub mod facade;
 pub mod forward;
@@ -17,3 +16,6 @@ pub mod routes;
 pub mod server;
 pub mod session;
 pub mod sse;
+
+/// The config is part of the contract with the operator, which renders it.
+pub use mcp_gateway_contract::config;

@@ -10,9 +10,9 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use chacha20poly1305::aead::{Aead, Payload};
 use chacha20poly1305::{KeyInit, XChaCha20Poly1305, XNonce};
+pub use mcp_gateway_contract::keys_file::{KeysFileError, parse_keys};
 use rand::RngCore;
 
 const VERSION: u8 = 1;
@@ -39,19 +39,6 @@ pub enum SessionError {
         "session id does not open: altered, issued to another subject, or sealed with a retired key"
     )]
     Rejected,
-}
-
-/// A mistake in the session keys file. Never contains key material.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum SessionKeyError {
-    #[error(
-        "session keys file line {line}: {problem}; each line must be a base64 32-byte key (make one with `openssl rand -base64 32`)"
-    )]
-    BadLine { line: usize, problem: String },
-    #[error(
-        "session keys file has no keys; add a line with a base64 32-byte key (make one with `openssl rand -base64 32`)"
-    )]
-    NoKeys,
 }
 
 impl std::fmt::Debug for SessionSealer {
@@ -85,7 +72,7 @@ impl SessionSealer {
     }
 
     /// Parses a keys file (see [`parse_keys`]).
-    pub fn from_keys_file_text(text: &str) -> Result<Self, SessionKeyError> {
+    pub fn from_keys_file_text(text: &str) -> Result<Self, KeysFileError> {
         Ok(Self::new(parse_keys(text)?))
     }
 
@@ -143,39 +130,6 @@ impl SessionSealer {
         // Only this code seals, and it seals UTF-8; anything else means a key leaked.
         String::from_utf8(plain).map_err(|_| SessionError::Rejected)
     }
-}
-
-/// Parses a keys file: standard base64 (padding optional) of 32 bytes per line; blank lines
-/// and `#` comments are ignored. The first key is the current one.
-pub fn parse_keys(text: &str) -> Result<Vec<[u8; 32]>, SessionKeyError> {
-    let engine = GeneralPurpose::new(
-        &base64::alphabet::STANDARD,
-        GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
-    );
-    let mut keys = Vec::new();
-    for (index, line) in text.lines().enumerate() {
-        // `#` is not in the base64 alphabet, so a comment can also follow a key.
-        let line_text = line.split('#').next().unwrap_or_default().trim();
-        if line_text.is_empty() {
-            continue;
-        }
-        let bad = |problem: String| SessionKeyError::BadLine {
-            line: index + 1,
-            problem,
-        };
-        // The decoder's own error names the offending byte, which is key material.
-        let bytes = engine
-            .decode(line_text)
-            .map_err(|_| bad("not valid base64".into()))?;
-        let key: [u8; 32] = bytes
-            .try_into()
-            .map_err(|b: Vec<u8>| bad(format!("decodes to {} bytes, not 32", b.len())))?;
-        keys.push(key);
-    }
-    if keys.is_empty() {
-        return Err(SessionKeyError::NoKeys);
-    }
-    Ok(keys)
 }
 
 /// The version is authenticated too, so a later format cannot be confused with this one.
@@ -334,40 +288,11 @@ mod tests {
     }
 
     #[test]
-    fn keys_file_errors_name_the_line_but_not_the_key() {
-        let good = base64::engine::general_purpose::STANDARD.encode(key(1));
-        let short = base64::engine::general_purpose::STANDARD.encode([7u8; 16]);
-        let not_base64 = "s3cr3t-key-material!!";
-
-        let err = SessionSealer::from_keys_file_text(&format!("{good}\n\n{short}\n")).unwrap_err();
-        let message = err.to_string();
-        assert_eq!(
-            err,
-            SessionKeyError::BadLine {
-                line: 3,
-                problem: "decodes to 16 bytes, not 32".into()
-            }
-        );
-        assert!(
-            !message.contains(&short) && message.contains("line 3"),
-            "{message}"
-        );
-
-        let err = SessionSealer::from_keys_file_text(&format!("# c\n{not_base64}\n")).unwrap_err();
-        let message = err.to_string();
-        assert!(
-            message.contains("line 2") && message.contains("not valid base64"),
-            "{message}"
-        );
-        assert!(!message.contains("s3cr3t"), "{message}");
-
-        assert_eq!(
-            SessionSealer::from_keys_file_text("# only a comment\n\n").unwrap_err(),
-            SessionKeyError::NoKeys
-        );
+    fn keys_file_errors_reach_the_caller() {
+        // The format's own tests (contract::keys_file) cover each mistake.
         assert_eq!(
             SessionSealer::from_keys_file_text("").unwrap_err(),
-            SessionKeyError::NoKeys
+            KeysFileError::NoKeys
         );
     }
 }

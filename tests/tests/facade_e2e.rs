@@ -650,7 +650,7 @@ async fn a_client_id_metadata_document_client_logs_in_without_registering() {
     let (listen, base) = public_listener();
     let idp = EntraLike::start(&[format!("{base}/weather/oauth/callback")]).expect("IdP");
     let mut config = facade_config(listen, &base, "/weather", &idp.issuer, &standin.url, &files);
-    if let mcp_gateway_sidecar::config::AuthConfig::AuthorizationServer(f) = &mut config.auth {
+    if let mcp_gateway_contract::config::AuthConfig::AuthorizationServer(f) = &mut config.auth {
         // Test setting: the document is served on loopback by a test CA.
         f.client_metadata_documents.allow_private_addresses = true;
         f.client_metadata_documents.ca_file = Some(files.path("ca.pem"));

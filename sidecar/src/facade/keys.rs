@@ -10,7 +10,7 @@ use hkdf::Hkdf;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use crate::session::{SessionKeyError, SessionSealer};
+use crate::session::{KeysFileError, SessionSealer, parse_keys};
 
 pub struct FacadeKeys {
     /// Seals with the current key, opens with any.
@@ -72,8 +72,8 @@ impl FacadeKeys {
     }
 
     /// Reads the keys file (the session keys file's format).
-    pub fn from_file_text(text: &str) -> Result<Self, SessionKeyError> {
-        Ok(Self::new(&crate::session::parse_keys(text)?))
+    pub fn from_file_text(text: &str) -> Result<Self, KeysFileError> {
+        Ok(Self::new(&parse_keys(text)?))
     }
 
     pub fn jwks(&self) -> &str {
