@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod body;
+pub mod code_param;
 pub mod cors;
 pub mod facade;
 pub mod forward;
