@@ -23,6 +23,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use http::HeaderValue;
 use tokio::sync::{Notify, watch};
 
+use crate::backoff::Backoff;
 use crate::config::SystemKeyConfig;
 use crate::keyvault::{KeyVaultClient, KeyVaultSettings};
 use crate::metrics::{KeyFetch, Metrics, Outcome};
@@ -37,9 +38,6 @@ pub const ON_DEMAND_MIN_INTERVAL: Duration = Duration::from_secs(2);
 /// too early ([`ON_DEMAND_MIN_INTERVAL`]); once a key has been given up on, later requests
 /// carrying it fail at once instead of waiting again.
 pub const ROTATION_GRACE: Duration = Duration::from_secs(3);
-/// After a failed Key Vault read the next comes sooner than `refreshSeconds`: 1 s, doubling
-/// up to this (never later than `refreshSeconds`).
-const MAX_RETRY_DELAY: Duration = Duration::from_secs(60);
 
 /// The key to send and its generation (1 for the first key loaded, +1 on every change).
 #[derive(Clone, Debug)]
@@ -363,7 +361,8 @@ impl SystemKey {
             return;
         };
         let mut next = tokio::time::Instant::now();
-        let mut retry_delay = Duration::from_secs(1);
+        // After a failed read the next comes sooner than `refreshSeconds` (never later).
+        let mut retries = Backoff::fetch_retries().start();
         let mut last_read: Option<tokio::time::Instant> = None;
         let mut served = 0;
         loop {
@@ -394,12 +393,10 @@ impl SystemKey {
                 .read_key_vault(kv, if on_demand { "rejection" } else { "periodic" })
                 .await;
             let wait = if ok {
-                retry_delay = Duration::from_secs(1);
+                retries.reset();
                 jitter(kv.refresh)
             } else {
-                let wait = retry_delay.min(kv.refresh);
-                retry_delay = (retry_delay * 2).min(MAX_RETRY_DELAY);
-                wait
+                retries.next_delay().min(kv.refresh)
             };
             next = tokio::time::Instant::now() + wait;
         }

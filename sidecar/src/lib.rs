@@ -2,6 +2,7 @@
 //! server-side. `proxy` holds the request path; the other modules are its parts.
 
 pub mod auth;
+pub mod backoff;
 pub mod body;
 pub mod code_param;
 pub mod cors;

@@ -26,6 +26,7 @@ use sha2::{Digest, Sha256};
 pub use challenge::challenge;
 pub use error::{AuthError, reason};
 
+use crate::backoff::Backoff;
 use crate::config::OidcConfig;
 use crate::metrics::{Metrics, Outcome};
 use jwks::{Fetcher, KeySet, Selection, VerifyingKey};
@@ -50,8 +51,6 @@ pub struct Principal {
 const REFRESH_INTERVAL: Duration = Duration::from_secs(600);
 /// The least time between two fetches caused by tokens naming an unknown key.
 const REFETCH_INTERVAL: Duration = Duration::from_secs(30);
-/// Retry delays while fetching fails: 1 s, doubling up to this.
-const MAX_RETRY_DELAY: Duration = Duration::from_secs(60);
 /// Verified tokens remembered.
 const VERIFIED_CAPACITY: u64 = 10_000;
 
@@ -117,16 +116,14 @@ impl Authenticator {
     pub fn start(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
         let this = Arc::downgrade(self);
         tokio::spawn(async move {
-            let mut retry = Duration::from_secs(1);
+            let mut retries = Backoff::fetch_retries().start();
             loop {
                 let Some(auth) = this.upgrade() else { return };
                 let delay = if auth.refresh().await {
-                    retry = Duration::from_secs(1);
+                    retries.reset();
                     auth.refresh_interval
                 } else {
-                    let delay = retry.min(auth.refresh_interval);
-                    retry = (retry * 2).min(MAX_RETRY_DELAY);
-                    delay
+                    retries.next_delay().min(auth.refresh_interval)
                 };
                 drop(auth);
                 tokio::time::sleep(delay).await;
