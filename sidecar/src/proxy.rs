@@ -26,6 +26,7 @@ use crate::key::SystemKey;
 use crate::mcp_peek;
 use crate::metadata;
 use crate::metrics::{Metrics, Reason, Route as RouteLabel, RouteStatus};
+use crate::response::{self, plain};
 use crate::routes::{self, Route};
 use crate::session::SessionSealer;
 use crate::sse::EndpointRewriter;
@@ -180,7 +181,7 @@ impl Gateway {
     ) -> Response<Body> {
         if request.method() == Method::OPTIONS {
             return match self.origins.preflight(request.headers()) {
-                Some(headers) => with_headers(StatusCode::NO_CONTENT, headers),
+                Some(headers) => response::headers_only(StatusCode::NO_CONTENT, headers),
                 None => plain(StatusCode::FORBIDDEN, "origin not allowed"),
             };
         }
@@ -229,23 +230,7 @@ impl Gateway {
             return plain(StatusCode::METHOD_NOT_ALLOWED, "use GET");
         }
         match metadata::protected_resource_metadata(&self.config) {
-            Some(doc) => {
-                let mut r = Response::new(body::full(doc.to_string()));
-                let h = r.headers_mut();
-                h.insert(
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static("application/json"),
-                );
-                h.insert(
-                    header::CACHE_CONTROL,
-                    HeaderValue::from_static("max-age=300"),
-                );
-                h.insert(
-                    header::ACCESS_CONTROL_ALLOW_ORIGIN,
-                    HeaderValue::from_static("*"),
-                );
-                r
-            }
+            Some(doc) => response::public_json(doc.to_string()),
             None => plain(
                 StatusCode::NOT_FOUND,
                 "this gateway does not authenticate clients",
@@ -505,33 +490,11 @@ impl Principal {
     }
 }
 
-fn plain(status: StatusCode, message: &'static str) -> Response<Body> {
-    let mut r = Response::new(body::full(message));
-    *r.status_mut() = status;
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    r
-}
-
-fn with_headers(status: StatusCode, headers: http::HeaderMap) -> Response<Body> {
-    let mut r = Response::new(body::empty());
-    *r.status_mut() = status;
-    *r.headers_mut() = headers;
-    r
-}
-
 fn session_not_found() -> Response<Body> {
-    let mut r = Response::new(body::full(
+    response::json(
+        StatusCode::NOT_FOUND,
         r#"{"jsonrpc":"2.0","error":{"code":-32001,"message":"Session not found"},"id":null}"#,
-    ));
-    *r.status_mut() = StatusCode::NOT_FOUND;
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    r
+    )
 }
 
 /// One structured log line per request. Holds only what is safe to log: no key, no token.
