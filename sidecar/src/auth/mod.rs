@@ -131,6 +131,11 @@ impl Authenticator {
         })
     }
 
+    /// The issuer's discovery document (shared with the facade, which needs its endpoints).
+    pub(crate) async fn discovery(&self) -> Result<Arc<crate::discovery::Discovery>, String> {
+        self.fetcher.discovery().await
+    }
+
     /// Whether a key set has been fetched at least once (for `/readyz`).
     pub fn ready(&self) -> bool {
         self.current_keys().is_some()
