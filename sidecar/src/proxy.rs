@@ -26,6 +26,7 @@ use crate::key::SystemKey;
 use crate::mcp_peek;
 use crate::metadata;
 use crate::metrics::{Metrics, Reason, Route as RouteLabel, RouteStatus};
+use crate::polled_file::KeysFile;
 use crate::response::{self, plain};
 use crate::routes::{self, Route};
 use crate::session::SessionSealer;
@@ -47,7 +48,8 @@ pub struct Gateway {
     pub key: Arc<SystemKey>,
     pub auth: Option<Arc<Authenticator>>,
     pub facade: Option<Arc<Facade>>,
-    pub sessions: SessionSealer,
+    /// Followed while the sidecar runs: a rotated session keys file needs no restart.
+    pub sessions: Arc<KeysFile<SessionSealer>>,
     pub metrics: Arc<Metrics>,
     origins: OriginPolicy,
     key_header: HeaderName,
@@ -121,7 +123,7 @@ impl Gateway {
         key: Arc<SystemKey>,
         auth: Option<Arc<Authenticator>>,
         facade: Option<Arc<Facade>>,
-        sessions: SessionSealer,
+        sessions: Arc<KeysFile<SessionSealer>>,
         metrics: Arc<Metrics>,
     ) -> Result<Self, UpstreamTlsError> {
         let client = upstream_client(&config)?;
@@ -311,7 +313,7 @@ impl Gateway {
             let opened = sealed
                 .to_str()
                 .ok()
-                .and_then(|s| self.sessions.open(&principal.subject, s).ok());
+                .and_then(|s| self.sessions.current().open(&principal.subject, s).ok());
             match opened.and_then(|id| HeaderValue::from_str(&id).ok()) {
                 Some(id) => {
                     headers.insert(SESSION_HEADER, id);
@@ -429,7 +431,11 @@ impl Gateway {
         let sealed = query?
             .split('&')
             .find_map(|pair| pair.strip_prefix(MESSAGE_QUERY_PARAM)?.strip_prefix('='))?;
-        let opened = self.sessions.open(&principal.subject, sealed).ok()?;
+        let opened = self
+            .sessions
+            .current()
+            .open(&principal.subject, sealed)
+            .ok()?;
         Some(forward::query_without_key(Some(&opened)))
     }
 
@@ -444,7 +450,7 @@ impl Gateway {
             let sealed = id
                 .to_str()
                 .ok()
-                .map(|id| self.sessions.seal(&principal.subject, id));
+                .map(|id| self.sessions.current().seal(&principal.subject, id));
             if let Some(v) = sealed.and_then(|s| HeaderValue::from_str(&s).ok()) {
                 parts.headers.insert(SESSION_HEADER, v);
             }
@@ -460,7 +466,10 @@ impl Gateway {
                     .expect("message route"),
             )
             .with_query_sealer(Box::new(move |query| {
-                format!("{MESSAGE_QUERY_PARAM}={}", sessions.seal(&subject, query))
+                format!(
+                    "{MESSAGE_QUERY_PARAM}={}",
+                    sessions.current().seal(&subject, query)
+                )
             }))
         });
         if rewriter.is_some() {

@@ -212,22 +212,34 @@ impl Authenticator {
         self.fetch_and_install().await
     }
 
+    /// Puts `keys` in use.
+    fn install(&self, keys: KeySet) {
+        let keys = Arc::new(keys);
+        let previous = self
+            .keys
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .replace(keys.clone());
+        // A token verified with a key the IdP has withdrawn must not outlive it here.
+        if previous.is_some_and(|previous| keys.drops_any_of(&previous)) {
+            self.verified.invalidate_all();
+        }
+    }
+
+    /// Replaces the keys of an authenticator built [`with_keys`](Self::with_keys): the
+    /// facade's, after its keys file changed. `jwks` is a JWKS document.
+    pub fn replace_keys(&self, jwks: &str) -> Result<(), String> {
+        self.install(KeySet::parse(jwks.as_bytes())?);
+        Ok(())
+    }
+
     /// Fetches the key set and installs it; on failure the cached keys stay in use.
     /// Callers hold `fetching`.
     async fn fetch_and_install(&self) -> bool {
         match self.fetcher.fetch().await {
             Ok(keys) => {
                 tracing::debug!(keys = keys.len(), "fetched the IdP's signing keys");
-                let keys = Arc::new(keys);
-                let previous = self
-                    .keys
-                    .write()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .replace(keys.clone());
-                // A token verified with a key the IdP has withdrawn must not outlive it here.
-                if previous.is_some_and(|previous| keys.drops_any_of(&previous)) {
-                    self.verified.invalidate_all();
-                }
+                self.install(keys);
                 self.metrics
                     .jwks_refreshes
                     .get_or_create(&Outcome { outcome: "ok" })

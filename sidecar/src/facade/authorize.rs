@@ -73,7 +73,8 @@ impl Facade {
             idp_verifier: pkce::random_token(),
             exp: now() + TRANSACTION_TTL,
         };
-        let Some(sealed) = grants::seal(&self.keys.sealer, Kind::Transaction, &transaction) else {
+        let Some(sealed) = grants::seal(&self.keys().sealer, Kind::Transaction, &transaction)
+        else {
             return (
                 error_page("the authorization request is too large"),
                 "invalid",
@@ -119,9 +120,8 @@ impl Facade {
     ) -> Result<Transaction, &'static str> {
         let sealed = cookie(headers, &format!("{COOKIE_PREFIX}{nonce}"))
             .ok_or("this sign-in was started in another browser, or it expired: start again from your MCP client")?;
-        let transaction: Transaction =
-            grants::open(&self.keys.sealer, Kind::Transaction, sealed)
-                .ok_or("this sign-in is not valid: start again from your MCP client")?;
+        let transaction: Transaction = grants::open(&self.keys().sealer, Kind::Transaction, sealed)
+            .ok_or("this sign-in is not valid: start again from your MCP client")?;
         if transaction.nonce != nonce || transaction.exp <= now() {
             return Err("this sign-in expired: start again from your MCP client");
         }

@@ -41,7 +41,7 @@ impl Facade {
                             jti: pkce::random_token(),
                             exp: now() + CODE_TTL,
                         };
-                        let Some(sealed) = grants::seal(&self.keys.sealer, Kind::Code, &code)
+                        let Some(sealed) = grants::seal(&self.keys().sealer, Kind::Code, &code)
                         else {
                             return (
                                 self.redirect_error(

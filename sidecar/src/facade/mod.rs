@@ -44,6 +44,7 @@ use self::keys::FacadeKeys;
 use crate::body::Body;
 use crate::config::{Config, FacadeConfig};
 use crate::metrics::{Metrics, OauthLabels};
+use crate::polled_file::KeysFile;
 use crate::response;
 
 /// The facade's endpoints.
@@ -113,7 +114,8 @@ pub struct Facade {
     scopes: Vec<String>,
     access_ttl: u64,
     refresh_ttl: u64,
-    keys: FacadeKeys,
+    /// Followed while the sidecar runs: a rotated facade keys file needs no restart.
+    keys: Arc<KeysFile<FacadeKeys>>,
     idp: idp::Idp,
     documents: Option<cimd::MetadataFetcher>,
     used_codes: moka::sync::Cache<String, ()>,
@@ -198,7 +200,7 @@ impl Facade {
     pub fn new(
         config: &Config,
         facade: &FacadeConfig,
-        keys: FacadeKeys,
+        keys: Arc<KeysFile<FacadeKeys>>,
         metrics: Arc<Metrics>,
     ) -> Result<Self, String> {
         let documents = if facade.client_metadata_documents.enabled {
@@ -246,9 +248,9 @@ impl Facade {
         &self.issuer
     }
 
-    /// The JWKS the resource-server side verifies the facade's access tokens with.
-    pub fn jwks(&self) -> &str {
-        self.keys.jwks()
+    /// The keys in use: each request takes them once, so a rotation never splits one.
+    fn keys(&self) -> Arc<FacadeKeys> {
+        self.keys.current()
     }
 
     fn url(&self, endpoint: &str) -> String {
@@ -279,7 +281,7 @@ impl Facade {
                 (json_response(StatusCode::OK, &self.metadata()), "ok")
             }
             (Endpoint::Jwks, &Method::GET | &Method::HEAD) => {
-                (response::public_json(self.keys.jwks().to_string()), "ok")
+                (response::public_json(self.keys().jwks().to_string()), "ok")
             }
             (Endpoint::Register, &Method::POST) => self.register(&body),
             (Endpoint::Authorize, &Method::GET) => self.authorize(query.unwrap_or_default()).await,

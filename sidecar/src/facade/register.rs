@@ -27,7 +27,7 @@ impl Facade {
             client_name: metadata.client_name,
             issued_at: now(),
         };
-        let Some(client_id) = grants::seal(&self.keys.sealer, Kind::Client, &registration) else {
+        let Some(client_id) = grants::seal(&self.keys().sealer, Kind::Client, &registration) else {
             return (
                 oauth_error(
                     StatusCode::BAD_REQUEST,
@@ -57,7 +57,7 @@ impl Facade {
                 None => Err("client metadata documents are not accepted by this gateway".into()),
             };
         }
-        let registration: Registration = grants::open(&self.keys.sealer, Kind::Client, client_id)
+        let registration: Registration = grants::open(&self.keys().sealer, Kind::Client, client_id)
             .ok_or("the client_id was not issued by this gateway")?;
         Ok(Client {
             client_id: client_id.to_string(),

@@ -52,7 +52,7 @@ impl Facade {
         let invalid = |d| ("invalid_grant", d);
         let code: Code = p
             .get("code")
-            .and_then(|c| grants::open(&self.keys.sealer, Kind::Code, c))
+            .and_then(|c| grants::open(&self.keys().sealer, Kind::Code, c))
             .ok_or(invalid("the code is not valid"))?;
         if code.exp <= now() {
             return Err(invalid("the code has expired"));
@@ -91,7 +91,7 @@ impl Facade {
         let invalid = |d| ("invalid_grant", d);
         let refresh: Refresh = p
             .get("refresh_token")
-            .and_then(|t| grants::open(&self.keys.sealer, Kind::Refresh, t))
+            .and_then(|t| grants::open(&self.keys().sealer, Kind::Refresh, t))
             .ok_or(invalid("the refresh token is not valid"))?;
         if refresh.exp <= now() {
             return Err(invalid("the refresh token has expired"));
@@ -121,7 +121,7 @@ impl Facade {
     fn issue(&self, client_id: &str, subject: &str, scopes: &[String], family: String) -> Value {
         let issued = now();
         let scope = scopes.join(" ");
-        let access = self.keys.sign(&json!({
+        let access = self.keys().sign(&json!({
             "iss": self.issuer,
             "aud": self.resource,
             "sub": subject,
@@ -133,7 +133,7 @@ impl Facade {
             "jti": pkce::random_token(),
         }));
         let refresh = grants::seal(
-            &self.keys.sealer,
+            &self.keys().sealer,
             Kind::Refresh,
             &Refresh {
                 client_id: client_id.to_string(),

@@ -4,7 +4,8 @@
 //! service account token as the client assertion, re-read from its file for every token
 //! request because the kubelet rotates it), cached until shortly before it expires; then
 //! `GET {vault}/secrets/{name}?api-version=7.4`. Scheduling (periodic, on demand, single
-//! flight) lives in [`crate::key`]; this module only knows how to talk to Entra and Key Vault.
+//! flight) lives in [`super::key_vault`]; this module only knows how to talk to Entra and Key
+//! Vault.
 //!
 //! Nothing secret ever reaches an error or a log: not the key, the access token nor the
 //! assertion. Error bodies are summarised by their error *codes* only, because an Entra
@@ -18,9 +19,9 @@ use http::HeaderValue;
 use serde::Deserialize;
 use url::Url;
 
+use super::value::{KeyFileError, parse_key};
 use crate::config::{KeyVaultConfig, https_or_loopback, is_id_segment};
 use crate::fetch::{self, Redirects};
-use crate::key::{KeyFileError, parse_key};
 
 /// The token scope for Key Vault's data plane.
 pub const SCOPE: &str = "https://vault.azure.net/.default";

@@ -1,19 +1,19 @@
-//! The Functions system key: where it comes from (a mounted file, or Azure Key Vault read
-//! directly), the current value every request uses, and what the upstream thinks of it.
+//! The Functions system key: where it comes from, the current value every request uses, and
+//! what the upstream thinks of it (`/keyz`).
 //!
-//! **File.** The file is polled (every 250 ms) rather than watched with inotify: a Secret
-//! volume replaces the file by swapping a `..data` symlink and a CSI volume rewrites it in
-//! place, and a poll of one small file sees both the same way, with a bound on how stale the
-//! key can be and no watcher state to rebuild.
-//!
-//! **Key Vault.** One background task reads the secret every `refreshSeconds` (±10 %), and on
-//! demand when the upstream refuses the key: requests that were refused only wake that task,
-//! so any number of them share one read (single flight), and on-demand reads are at least
-//! [`ON_DEMAND_MIN_INTERVAL`] apart, so a flood of 401s cannot hammer Key Vault or Entra.
+//! - `file`: a mounted file (Secret or CSI volume), followed by polling;
+//! - `key_vault`: Azure Key Vault read directly (refresh, on demand, single flight), with
+//!   `key_vault_client` talking to Entra and Key Vault;
+//! - `value`: what a key must look like to be sent in a header.
 //!
 //! Either way a missing or unusable key never replaces a good one: the gateway keeps the last
 //! good key, counts the failure, reports it in `/keyz` and logs it once per change of state.
 //! The key is a sensitive [`HeaderValue`]: its `Debug` shows no value, and it is never logged.
+
+mod file;
+mod key_vault;
+pub mod key_vault_client;
+pub mod value;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,14 +21,14 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http::HeaderValue;
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 
-use crate::backoff::Backoff;
 use crate::config::SystemKeyConfig;
-use crate::keyvault::{KeyVaultClient, KeyVaultSettings};
-use crate::metrics::{KeyFetch, Metrics, Outcome};
+use crate::metrics::{Metrics, Outcome};
+use key_vault::KeyVaultSource;
+use key_vault_client::{KeyVaultClient, KeyVaultSettings};
+pub use value::{KeyFileError, parse_key};
 
-pub const POLL_INTERVAL: Duration = Duration::from_millis(250);
 /// On-demand Key Vault reads (after the upstream refused the key) are at least this far apart.
 pub const ON_DEMAND_MIN_INTERVAL: Duration = Duration::from_secs(2);
 /// How long a request whose key the upstream refused waits for its source to deliver a newer
@@ -46,48 +46,12 @@ pub struct Key {
     pub generation: u64,
 }
 
-#[derive(Debug, thiserror::Error, PartialEq)]
-pub enum KeyFileError {
-    #[error("cannot read the system key file: {0}")]
-    Unreadable(std::io::ErrorKind),
-    #[error("the system key file is empty")]
-    Empty,
-    #[error("the system key file holds characters that cannot be sent in a header")]
-    NotAHeaderValue,
-}
-
-/// Parses a key file's bytes: surrounding whitespace (a trailing newline from `echo`) is
-/// not part of the key.
-pub fn parse_key(bytes: &[u8]) -> Result<HeaderValue, KeyFileError> {
-    let text = bytes.trim_ascii();
-    if text.is_empty() {
-        return Err(KeyFileError::Empty);
-    }
-    let mut value = HeaderValue::from_bytes(text).map_err(|_| KeyFileError::NotAHeaderValue)?;
-    if text.iter().any(|b| !b.is_ascii_graphic()) {
-        return Err(KeyFileError::NotAHeaderValue);
-    }
-    value.set_sensitive(true);
-    Ok(value)
-}
-
 /// `GET /keyz`'s report, shared with the operator that reads it.
 pub use mcp_gateway_contract::key_status::{KeySourceKind, KeyStatus, UpstreamStatus, Verdict};
 
 enum Source {
     File(PathBuf),
     KeyVault(Box<KeyVaultSource>),
-}
-
-struct KeyVaultSource {
-    client: KeyVaultClient,
-    refresh: Duration,
-    /// Wakes the refresher for an on-demand read.
-    wake: Notify,
-    /// An on-demand read is wanted unless the generation has reached this.
-    wanted: AtomicU64,
-    /// On-demand asks so far; a read serves every ask made before it started.
-    asks: AtomicU64,
 }
 
 #[derive(Default)]
@@ -136,29 +100,6 @@ impl SystemKey {
             changes: watch::Sender::new(0),
             metrics,
         }
-    }
-
-    /// A key read from `path`. Reads the file once; a failure leaves the key unloaded (and
-    /// `/readyz` false) until a later poll succeeds. [`SystemKey::start`] starts polling.
-    pub fn from_file(path: PathBuf, metrics: Arc<Metrics>) -> Arc<Self> {
-        let key = Arc::new(Self::with_source(Source::File(path), metrics));
-        key.reload_file();
-        key
-    }
-
-    /// A key read from Key Vault by [`SystemKey::start`]'s task; unloaded until then.
-    pub fn from_key_vault(client: KeyVaultClient, metrics: Arc<Metrics>) -> Arc<Self> {
-        let refresh = client.settings().refresh;
-        Arc::new(Self::with_source(
-            Source::KeyVault(Box::new(KeyVaultSource {
-                client,
-                refresh,
-                wake: Notify::new(),
-                wanted: AtomicU64::new(0),
-                asks: AtomicU64::new(0),
-            })),
-            metrics,
-        ))
     }
 
     /// The key source `config` names; Key Vault identity defaults come from `env`.
@@ -315,116 +256,6 @@ impl SystemKey {
         }
     }
 
-    /// Re-reads the key file. Returns whether the key changed.
-    fn reload_file(&self) -> bool {
-        let Source::File(path) = &self.source else {
-            return false;
-        };
-        let parsed = std::fs::read(path)
-            .map_err(|e| KeyFileError::Unreadable(e.kind()))
-            .and_then(|bytes| parse_key(&bytes));
-        match parsed {
-            Ok(value) => {
-                let changed = self.adopt(value, None, None);
-                self.source_ok();
-                changed
-            }
-            Err(error) => {
-                self.source_failed(format!("{error} ({})", path.display()));
-                false
-            }
-        }
-    }
-
-    /// Polls the file until the task is dropped, re-reading it when it changes.
-    async fn watch_file(self: Arc<Self>) {
-        let Source::File(path) = &self.source else {
-            return;
-        };
-        let mut last_seen: Option<Result<Vec<u8>, std::io::ErrorKind>> = None;
-        let mut tick = tokio::time::interval(POLL_INTERVAL);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tick.tick().await;
-            let seen = std::fs::read(path).map_err(|e| e.kind());
-            if last_seen.as_ref() != Some(&seen) {
-                last_seen = Some(seen);
-                self.reload_file();
-            }
-        }
-    }
-
-    /// Reads Key Vault at once, then every `refreshSeconds` (sooner after a failure), and
-    /// when a refused request asks for it (at most every [`ON_DEMAND_MIN_INTERVAL`]).
-    async fn refresh_key_vault(self: Arc<Self>) {
-        let Source::KeyVault(kv) = &self.source else {
-            return;
-        };
-        let mut next = tokio::time::Instant::now();
-        // After a failed read the next comes sooner than `refreshSeconds` (never later).
-        let mut retries = Backoff::fetch_retries().start();
-        let mut last_read: Option<tokio::time::Instant> = None;
-        let mut served = 0;
-        loop {
-            let on_demand = tokio::select! {
-                () = tokio::time::sleep_until(next) => false,
-                () = kv.wake.notified() => true,
-            };
-            let renewed = || {
-                self.generation() >= kv.wanted.load(Ordering::Relaxed)
-                    || kv.asks.load(Ordering::Relaxed) == served
-            };
-            if on_demand {
-                if renewed() {
-                    continue;
-                }
-                if let Some(earliest) = last_read.map(|t| t + ON_DEMAND_MIN_INTERVAL)
-                    && tokio::time::Instant::now() < earliest
-                {
-                    tokio::time::sleep_until(earliest.min(next)).await;
-                    if renewed() && tokio::time::Instant::now() < next {
-                        continue;
-                    }
-                }
-            }
-            last_read = Some(tokio::time::Instant::now());
-            served = kv.asks.load(Ordering::Relaxed);
-            let ok = self
-                .read_key_vault(kv, if on_demand { "rejection" } else { "periodic" })
-                .await;
-            let wait = if ok {
-                retries.reset();
-                jitter(kv.refresh)
-            } else {
-                retries.next_delay().min(kv.refresh)
-            };
-            next = tokio::time::Instant::now() + wait;
-        }
-    }
-
-    async fn read_key_vault(&self, kv: &KeyVaultSource, trigger: &'static str) -> bool {
-        let result = kv.client.fetch().await;
-        let outcome = match &result {
-            Ok(_) => "ok",
-            Err(e) => e.outcome(),
-        };
-        self.metrics
-            .key_source_fetches
-            .get_or_create(&KeyFetch { trigger, outcome })
-            .inc();
-        match result {
-            Ok(secret) => {
-                self.adopt(secret.value, secret.version, secret.updated);
-                self.source_ok();
-                true
-            }
-            Err(error) => {
-                self.source_failed(error.to_string());
-                false
-            }
-        }
-    }
-
     /// The upstream refused key `generation`: asks the source for a newer key and waits up to
     /// [`ROTATION_GRACE`] for one (not at all if this key was already given up on). Returns
     /// whether a newer key is in use.
@@ -526,11 +357,6 @@ impl SystemKey {
     }
 }
 
-/// `period` ± 10 %.
-fn jitter(period: Duration) -> Duration {
-    period.mul_f64(rand::random_range(0.9..1.1))
-}
-
 /// `2026-11-28T07:00:00Z` (UTC, whole seconds).
 pub fn rfc3339(time: SystemTime) -> String {
     let secs = time
@@ -558,69 +384,8 @@ pub fn rfc3339(time: SystemTime) -> String {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Instant;
-
     use super::*;
-    use crate::keyvault::tests::Vault;
-
-    #[test]
-    fn parses_keys() {
-        assert_eq!(parse_key(b"abc==\n").unwrap(), "abc==");
-        assert_eq!(parse_key(b"  \n"), Err(KeyFileError::Empty));
-        assert_eq!(parse_key(b""), Err(KeyFileError::Empty));
-        assert_eq!(parse_key(b"a b"), Err(KeyFileError::NotAHeaderValue));
-        assert_eq!(parse_key(b"a\nb"), Err(KeyFileError::NotAHeaderValue));
-        assert_eq!(parse_key(&[0xff, 0xfe]), Err(KeyFileError::NotAHeaderValue));
-        assert!(parse_key(b"k").unwrap().is_sensitive());
-    }
-
-    fn temp_file(tag: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("mcpgw-key-{tag}-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        dir.join("key")
-    }
-
-    #[test]
-    fn keeps_the_last_good_key() {
-        let file = temp_file("last-good");
-        std::fs::write(&file, "first\n").unwrap();
-        let key = SystemKey::from_file(file.clone(), Arc::new(Metrics::new()));
-        assert_eq!(key.get().unwrap(), "first");
-        assert_eq!(key.current().unwrap().generation, 1);
-        assert_eq!(key.source_error(), None);
-        std::fs::write(&file, "").unwrap();
-        assert!(!key.reload_file());
-        assert_eq!(key.get().unwrap(), "first");
-        assert!(key.source_error().unwrap().contains("empty"));
-        std::fs::remove_file(&file).unwrap();
-        assert!(!key.reload_file());
-        assert_eq!(key.get().unwrap(), "first");
-        std::fs::write(&file, "second").unwrap();
-        assert!(key.reload_file());
-        assert_eq!(key.get().unwrap(), "second");
-        assert_eq!(key.current().unwrap().generation, 2);
-        assert_eq!(key.source_error(), None);
-        // Debug output of the key never shows it.
-        assert!(!format!("{:?}", key.current().unwrap()).contains("second"));
-        let status = serde_json::to_string(&key.status()).unwrap();
-        assert!(!status.contains("second"), "{status}");
-        std::fs::remove_dir_all(file.parent().unwrap()).unwrap();
-    }
-
-    #[test]
-    fn a_missing_file_leaves_the_key_unloaded() {
-        let key = SystemKey::from_file("/nonexistent/mcpgw/key".into(), Arc::new(Metrics::new()));
-        assert!(!key.is_loaded());
-        let status = key.status();
-        assert!(!status.loaded);
-        assert_eq!(status.source, KeySourceKind::File);
-        assert!(
-            status
-                .source_error
-                .unwrap()
-                .contains("/nonexistent/mcpgw/key")
-        );
-    }
+    use crate::key::file::tests::temp_file;
 
     #[test]
     fn the_verdict_follows_the_upstream_and_resets_with_a_new_key() {
@@ -664,34 +429,6 @@ mod tests {
         std::fs::remove_dir_all(file.parent().unwrap()).unwrap();
     }
 
-    #[tokio::test]
-    async fn a_refused_file_key_waits_briefly_for_the_renewed_one() {
-        let file = temp_file("renewed");
-        std::fs::write(&file, "first").unwrap();
-        let key = SystemKey::from_file(file.clone(), Arc::new(Metrics::new()));
-        let _watch = key.start();
-        // Renewed while a refused request waits.
-        let writer = {
-            let file = file.clone();
-            tokio::spawn(async move {
-                tokio::time::sleep(Duration::from_millis(300)).await;
-                std::fs::write(&file, "second").unwrap();
-            })
-        };
-        assert!(key.renewed_after_rejection(1).await);
-        writer.await.unwrap();
-        assert_eq!(key.get().unwrap(), "second");
-        // Nothing newer: gives up after the grace period, then at once for that key.
-        let started = Instant::now();
-        assert!(!key.renewed_after_rejection(2).await);
-        assert!(started.elapsed() >= ROTATION_GRACE);
-        key.upstream_rejected(2, 401);
-        let started = Instant::now();
-        assert!(!key.renewed_after_rejection(2).await);
-        assert!(started.elapsed() < Duration::from_millis(100));
-        std::fs::remove_dir_all(file.parent().unwrap()).unwrap();
-    }
-
     #[test]
     fn formats_rfc3339() {
         assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00Z");
@@ -699,114 +436,5 @@ mod tests {
         assert_eq!(rfc3339(t), "2026-11-28T07:00:00Z");
         let leap = UNIX_EPOCH + Duration::from_secs(951_782_400 + 86_399);
         assert_eq!(rfc3339(leap), "2000-02-29T23:59:59Z");
-    }
-
-    fn fetches(metrics: &Metrics, trigger: &str) -> u64 {
-        let text = metrics.encode();
-        text.lines()
-            .filter(|l| {
-                l.starts_with("mcp_gateway_key_source_fetches_total")
-                    && l.contains(&format!("trigger=\"{trigger}\""))
-            })
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-            .sum()
-    }
-
-    async fn until(what: &str, check: impl Fn() -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !check() {
-            assert!(Instant::now() < deadline, "gave up waiting for {what}");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    #[tokio::test]
-    async fn key_vault_reads_are_single_flight_and_rate_limited() {
-        let vault = Vault::start("SYSKEY-kv-a").await;
-        let metrics = Arc::new(Metrics::new());
-        let key = SystemKey::from_key_vault(KeyVaultClient::new(vault.settings()), metrics.clone());
-        assert!(!key.is_loaded());
-        let _task = key.start();
-        until("the first read", || key.is_loaded()).await;
-        assert_eq!(key.get().unwrap(), "SYSKEY-kv-a");
-        let status = key.status();
-        assert_eq!(status.source, KeySourceKind::KeyVault);
-        assert_eq!(status.version.as_deref(), Some(&*format!("v{:031}", 1)));
-        assert!(status.last_changed.is_some());
-
-        // Fifty refused requests at once while Key Vault still has the same key: they share
-        // one read, which is at least ON_DEMAND_MIN_INTERVAL after the first.
-        vault.set(|s| s.delay = Duration::from_millis(100));
-        let started = Instant::now();
-        let waits: Vec<_> = (0..50)
-            .map(|_| {
-                let key = key.clone();
-                tokio::spawn(async move { key.renewed_after_rejection(1).await })
-            })
-            .collect();
-        for w in waits {
-            assert!(!w.await.unwrap());
-        }
-        assert!(started.elapsed() >= ROTATION_GRACE);
-        let on_demand = fetches(&metrics, "rejection");
-        assert_eq!(on_demand, 1, "{}", metrics.encode());
-        assert_eq!(vault.get(|s| s.secret_reads), 2);
-
-        // A renewed secret: the next refused request gets it on demand and retries.
-        vault.set(|s| {
-            s.value = "SYSKEY-kv-b".into();
-            s.version = 2;
-        });
-        let waits: Vec<_> = (0..20)
-            .map(|_| {
-                let key = key.clone();
-                tokio::spawn(async move { key.renewed_after_rejection(1).await })
-            })
-            .collect();
-        for w in waits {
-            assert!(w.await.unwrap());
-        }
-        assert_eq!(key.get().unwrap(), "SYSKEY-kv-b");
-        assert_eq!(fetches(&metrics, "rejection"), 2);
-        assert_eq!(
-            key.status().version.as_deref(),
-            Some(&*format!("v{:031}", 2))
-        );
-    }
-
-    #[tokio::test]
-    async fn key_vault_failures_keep_the_last_key_and_are_reported() {
-        let vault = Vault::start("SYSKEY-kv-a").await;
-        let metrics = Arc::new(Metrics::new());
-        let mut settings = vault.settings();
-        settings.refresh = Duration::from_secs(1);
-        let key = SystemKey::from_key_vault(KeyVaultClient::new(settings), metrics.clone());
-        let _task = key.start();
-        until("the first read", || key.is_loaded()).await;
-        vault.set(|s| s.vault_status = Some(503));
-        until("the failure", || key.source_error().is_some()).await;
-        assert!(key.source_error().unwrap().contains("503"));
-        assert_eq!(key.get().unwrap(), "SYSKEY-kv-a");
-        assert!(
-            metrics
-                .encode()
-                .contains("mcp_gateway_key_source_failing 1")
-        );
-        vault.set(|s| s.vault_status = Some(403));
-        until("the denial", || {
-            key.source_error()
-                .is_some_and(|e| e.contains("may not read secret"))
-        })
-        .await;
-        vault.set(|s| s.vault_status = None);
-        until("the recovery", || key.source_error().is_none()).await;
-        assert!(
-            metrics
-                .encode()
-                .contains("mcp_gateway_key_source_failing 0")
-        );
-        let text = metrics.encode();
-        assert!(text.contains(r#"outcome="unreachable""#), "{text}");
-        assert!(text.contains(r#"outcome="denied""#), "{text}");
     }
 }
