@@ -860,3 +860,95 @@ async fn a_rotated_facade_keys_file_takes_effect_while_a_client_is_signed_in() {
     let (ok, _, raw) = call_echo(&stack.resource(), &new_access);
     assert!(ok, "the new key's access token after the retirement: {raw}");
 }
+
+#[tokio::test]
+async fn a_rotated_session_keys_file_takes_effect_without_a_restart() {
+    use mcp_gateway_tests::stack::{ACCEPT, initialize_body};
+
+    let stack = Stack::start().await;
+    let issuer = stack.issuer();
+    let http = reqwest::Client::new();
+    let client_id = register(&http, &issuer, REDIRECT).await;
+    let verifier = pkce::random_token();
+    let code = sign_in(
+        &Browser::new(),
+        &issuer,
+        &client_id,
+        &verifier,
+        &stack.resource(),
+    )
+    .await;
+    let (status, tokens) = token(
+        &http,
+        &issuer,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("client_id", &client_id),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", &verifier),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200, "{tokens}");
+    let access = tokens["access_token"].as_str().unwrap().to_string();
+    let post = |session: Option<&str>, body: String| {
+        let mut r = http
+            .post(stack.resource())
+            .header("accept", ACCEPT)
+            .header("content-type", "application/json")
+            .header("mcp-protocol-version", "2025-06-18")
+            .bearer_auth(&access)
+            .body(body);
+        if let Some(s) = session {
+            r = r.header("mcp-session-id", s);
+        }
+        async move {
+            let r = r.send().await.unwrap();
+            let status = r.status().as_u16();
+            let session = r
+                .headers()
+                .get("mcp-session-id")
+                .map(|v| v.to_str().unwrap().to_string());
+            (status, session, r.text().await.unwrap())
+        }
+    };
+    let open = || async {
+        let (status, session, body) = post(None, initialize_body()).await;
+        assert_eq!(status, 200, "initialize: {body}");
+        let session = session.expect("a session id");
+        let initialized = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+        assert_eq!(post(Some(&session), initialized.to_string()).await.0, 202);
+        session
+    };
+    let list = || json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}).to_string();
+    let key = |b: u8| base64::engine::general_purpose::STANDARD.encode([b; 32]);
+    let keys_file = stack.files.path("session-keys");
+
+    let old_session = open().await;
+    // A new key first, the old one still listed: the open session keeps working.
+    std::fs::write(&keys_file, format!("{}\n{}\n", key(10), key(9))).unwrap();
+    // Sessions opened once the new key is in use are sealed with it; the only outside sign
+    // is that they survive the old key's retirement below, so open one after the file has
+    // surely been read again.
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let new_session = open().await;
+    let (status, _, body) = post(Some(&old_session), list()).await;
+    assert_eq!(
+        status, 200,
+        "the old session while its key is listed: {body}"
+    );
+
+    // The old key retired: its session is gone, the new key's stays.
+    std::fs::write(&keys_file, format!("{}\n", key(10))).unwrap();
+    must_eventually(10, "the old session to be refused", || async {
+        match post(Some(&old_session), list()).await {
+            (404, _, _) => Ok(()),
+            (status, _, body) => Err(format!("answered {status}: {body}")),
+        }
+    })
+    .await;
+    let (status, _, body) = post(Some(&new_session), list()).await;
+    assert_eq!(status, 200, "a session sealed with the new key: {body}");
+    assert!(body.contains("echo"), "{body}");
+}
