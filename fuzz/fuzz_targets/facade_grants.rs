@@ -9,15 +9,15 @@
 
 use libfuzzer_sys::fuzz_target;
 use mcp_gateway_sidecar::facade::grants::{self, Code, Kind, Refresh, Registration};
-use mcp_gateway_sidecar::session::SessionSealer;
+use mcp_gateway_sidecar::seal::Sealer;
 
 const KINDS: [Kind; 4] = [Kind::Client, Kind::Transaction, Kind::Code, Kind::Refresh];
 
 fuzz_target!(|data: &[u8]| {
-    let sealer = SessionSealer::new(vec![[0x5a; 32]]);
+    let sealer = Sealer::new(&[[0x5a; 32]]);
     // Presented text is checked against a key nothing is ever sealed with here: libFuzzer
     // replays strings it saw the target compare, including grants sealed below.
-    let untouched = SessionSealer::new(vec![[0xa5; 32]]);
+    let untouched = Sealer::new(&[[0xa5; 32]]);
     let Some((&selector, rest)) = data.split_first() else {
         return;
     };

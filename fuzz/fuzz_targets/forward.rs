@@ -1,9 +1,11 @@
 //! Keeping the system key out of forwarded queries. The input is a query string, used twice:
 //!
-//! 1. As a client's query, through `forward::query_without_key`: the result has no `code`
-//!    parameter as the Functions host reads it (`&`-separated, names percent-decoded,
-//!    case-insensitive); it is the input's non-empty pairs in order, less only pairs whose
-//!    name is some form of `code`; and if the input was a valid request-target query, the
+//! 1. As a client's query, through `forward::query_without_key` (the sidecar's one `code`
+//!    scrubber, `code_param::strip`, which the SSE rewriter uses too): the result is exactly
+//!    what an independent reference (`mcp_gateway_fuzz::query::without_code`) keeps — the
+//!    input less every pair whose name is some form of `code`, split on `&`, `;` and `\u0026`,
+//!    names decoded and trimmed — or `None` when that is empty; it has no `code` parameter as
+//!    the Functions host reads it; and if the input was a valid request-target query, the
 //!    upstream URI the proxy builds from the result (and `.expect`s) parses.
 //! 2. As the URL of an upstream `endpoint` event, through the whole legacy-SSE message path:
 //!    `sse::rewrite_endpoint_url` → the query sealed for the subject → opened when the client
@@ -15,7 +17,7 @@
 use http::Uri;
 use http::uri::PathAndQuery;
 use libfuzzer_sys::fuzz_target;
-use mcp_gateway_fuzz::query::{has_code_param, has_code_param_strict, pair_name};
+use mcp_gateway_fuzz::query::{has_code_param, has_code_param_strict, without_code};
 use mcp_gateway_sidecar::forward::query_without_key;
 use mcp_gateway_sidecar::session::SessionSealer;
 use mcp_gateway_sidecar::sse::rewrite_endpoint_url;
@@ -40,25 +42,16 @@ fuzz_target!(|data: &[u8]| {
 
     // 1
     let out = query_without_key(Some(input));
-    let kept: Vec<&str> = out
-        .as_deref()
-        .map_or(Vec::new(), |o| o.split('&').collect());
+    let reference = without_code(input);
+    assert_eq!(
+        out.as_deref(),
+        (!reference.is_empty()).then_some(reference.as_str()),
+        "the scrubber and the reference disagree on {input:?}"
+    );
     if let Some(o) = &out {
-        assert!(!o.is_empty());
         assert!(!has_code_param(o), "code left in {o:?}");
+        assert!(!has_code_param_strict(o), "code left in {o:?}");
     }
-    let mut rest = kept.iter().peekable();
-    for pair in input.split('&').filter(|p| !p.is_empty()) {
-        if rest.peek() == Some(&&pair) {
-            rest.next();
-        } else {
-            assert!(
-                pair_name(pair).trim().eq_ignore_ascii_case("code"),
-                "dropped {pair:?}, which is not a code parameter"
-            );
-        }
-    }
-    assert!(rest.next().is_none(), "pairs reordered or invented");
     if !input.contains('#') && format!("/mcp?{input}").parse::<PathAndQuery>().is_ok() {
         upstream_uri("/runtime/webhooks/mcp", out.as_deref());
     }

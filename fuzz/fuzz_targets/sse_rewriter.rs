@@ -6,7 +6,8 @@
 //!
 //! 1. The output does not depend on the chunking (checked against the stream in one piece).
 //! 2. Every `endpoint` event a client dispatches from the output (reference reader, WHATWG
-//!    rules) is the public message URL with a query that has no `code` parameter; with the
+//!    rules) is the public message URL with a query that has no `code` parameter (by the
+//!    strictest reading: split on `&`, `;` and `\u0026`, names decoded and trimmed); with the
 //!    sealer, the sealed query opens to one without `code` either.
 //! 3. In every output line, the query after a `message?` at a path-segment start has no
 //!    `code` parameter (the defence in depth the module promises for every line passed).

@@ -7,8 +7,8 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-/// One pod's `/keyz` answer: the sidecar's own type, so both sides share one contract.
-pub use mcp_gateway_sidecar::key::{KeyStatus as PodKeyReport, Verdict};
+/// One pod's `/keyz` answer: the type the sidecar serves, from the shared contract.
+pub use mcp_gateway_contract::key_status::{KeyStatus as PodKeyReport, Verdict};
 
 /// All pods together.
 #[derive(Clone, Debug, PartialEq, Default)]

@@ -8,6 +8,7 @@ pub mod annotations;
 pub mod claims;
 pub mod conditions;
 pub mod controller;
+pub mod health;
 pub mod key_report;
 pub mod metrics;
 pub mod pods;

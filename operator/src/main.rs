@@ -7,13 +7,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context as _;
 use clap::Parser;
-use http::{Response, StatusCode, header};
 use kube_lease_manager::LeaseManagerBuilder;
 use mcp_gateway_operator::controller::{self, Context};
+use mcp_gateway_operator::health;
 use mcp_gateway_operator::metrics::Metrics;
 use mcp_gateway_operator::render::Defaults;
-use mcp_gateway_sidecar::body;
-use mcp_gateway_sidecar::server;
 
 #[derive(Parser)]
 #[command(version, about = "Kubernetes operator for McpGateway resources")]
@@ -68,32 +66,7 @@ async fn main() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", args.metrics_addr))?;
     tracing::info!(metrics = %listener.local_addr()?, "mcp-gateway-operator started");
-    let (health_metrics, health_ready) = (metrics.clone(), ready.clone());
-    tokio::spawn(server::serve(
-        listener,
-        move |req| {
-            let (metrics, ready) = (health_metrics.clone(), health_ready.clone());
-            async move {
-                let (status, text) = match req.uri().path() {
-                    "/healthz" => (StatusCode::OK, "ok".to_string()),
-                    "/readyz" if ready.load(Ordering::Relaxed) => {
-                        (StatusCode::OK, "ready".to_string())
-                    }
-                    "/readyz" => (StatusCode::SERVICE_UNAVAILABLE, "starting".to_string()),
-                    "/metrics" => (StatusCode::OK, metrics.encode()),
-                    _ => (StatusCode::NOT_FOUND, "not found".to_string()),
-                };
-                let mut r = Response::new(body::full(text));
-                *r.status_mut() = status;
-                r.headers_mut().insert(
-                    header::CONTENT_TYPE,
-                    header::HeaderValue::from_static("text/plain"),
-                );
-                r
-            }
-        },
-        std::future::pending::<()>(),
-    ));
+    tokio::spawn(health::serve(listener, metrics.clone(), ready.clone()));
 
     let defaults = Defaults {
         sidecar_image: args.sidecar_image,

@@ -2,28 +2,18 @@
 //! render, and where the key comes from. Every user mistake becomes one message that says
 //! what to fix (shown in the `ConfigValid` condition and an Event). Pure: no API calls.
 
+use mcp_gateway_contract::config::{
+    AuthConfig, ClientMetadataDocuments, Config, FacadeConfig, IdpConfig, IdpPreset,
+    KeyVaultConfig, Limits, OidcConfig, SessionConfig, SystemKeyConfig, Transport, UpstreamConfig,
+};
 use mcp_gateway_crds::v1alpha1::{
     AuthMode, IdpPreset as CrdPreset, KeyVaultSource, KeyVaultSync, McpGateway, SecretStoreRef,
-    SystemKey,
-};
-use mcp_gateway_sidecar::config::{
-    AuthConfig, ClientMetadataDocuments, Config, FacadeConfig, IdpConfig, IdpPreset,
-    KeyVaultConfig, Limits, OidcConfig, SessionConfig, SystemKeyConfig, UpstreamConfig,
+    SystemKey, Transport as CrdTransport,
 };
 
-/// Where things are mounted in the sidecar container.
-pub const KEY_DIR: &str = "/var/run/secrets/mcp-gateway/system-key";
-pub const KEY_FILE_NAME: &str = "key";
-pub const SESSION_DIR: &str = "/var/run/secrets/mcp-gateway/session";
-pub const SESSION_FILE_NAME: &str = "keys";
-pub const IDP_DIR: &str = "/var/run/secrets/mcp-gateway/idp";
-pub const IDP_SECRET_FILE_NAME: &str = "client-secret";
-pub const FACADE_DIR: &str = "/var/run/secrets/mcp-gateway/facade";
-pub const FACADE_FILE_NAME: &str = "keys";
-pub const CONFIG_DIR: &str = "/etc/mcp-gateway";
-pub const CONFIG_FILE_NAME: &str = "config.yaml";
-pub const PUBLIC_PORT: u16 = 8080;
-pub const ADMIN_PORT: u16 = 9090;
+/// Where things are mounted in the sidecar container, and its ports: part of the contract
+/// with the sidecar.
+pub use mcp_gateway_contract::paths::*;
 
 pub use crate::spec_checks::MAX_NAME_LEN;
 
@@ -363,7 +353,15 @@ pub fn validate(gateway: &McpGateway) -> Result<Plan, String> {
         upstream: UpstreamConfig {
             url: upstream_url,
             path: spec.upstream.path.clone(),
-            transports: spec.upstream.transports.clone(),
+            transports: spec
+                .upstream
+                .transports
+                .iter()
+                .map(|t| match t {
+                    CrdTransport::StreamableHttp => Transport::StreamableHttp,
+                    CrdTransport::Sse => Transport::Sse,
+                })
+                .collect(),
             connect_timeout_seconds: spec.upstream.timeouts.connect_seconds,
             response_timeout_seconds: spec.upstream.timeouts.response_seconds,
             stream_idle_timeout_seconds: spec.upstream.timeouts.stream_idle_seconds,
@@ -400,6 +398,20 @@ pub fn normalize_prefix(prefix: &str) -> String {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+
+    #[test]
+    fn the_crd_defaults_are_the_contracts() {
+        // Two copies, since the contract may not depend on the API types: they must agree.
+        use mcp_gateway_contract::config as contract;
+        use mcp_gateway_crds::v1alpha1 as crd;
+        assert_eq!(crd::DEFAULT_UPSTREAM_PATH, contract::DEFAULT_UPSTREAM_PATH);
+        assert_eq!(crd::DEFAULT_KEY_HEADER, contract::DEFAULT_KEY_HEADER);
+        let gw = gateway(oidc_spec());
+        assert_eq!(
+            validate(&gw).unwrap().sidecar.upstream.transports,
+            vec![Transport::StreamableHttp, Transport::Sse]
+        );
+    }
 
     pub fn gateway(spec: serde_json::Value) -> McpGateway {
         serde_json::from_value(serde_json::json!({

@@ -3,6 +3,8 @@
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
+use crate::code_param;
+
 /// Hop-by-hop headers (RFC 9110 §7.6.1) and others that describe one connection, not the
 /// message; `Proxy-*` ones carry credentials for a proxy that is not us.
 const HOP_BY_HOP: [&str; 9] = [
@@ -91,23 +93,11 @@ pub fn is_event_stream(headers: &HeaderMap) -> bool {
         })
 }
 
-/// The query without any `code` parameter (the Functions host reads the key from `code`,
-/// case-insensitively). Other parameters keep their exact bytes and order.
+/// The query without any `code` parameter (see [`code_param`] for what counts as one), or
+/// `None` when nothing is left.
 pub fn query_without_key(query: Option<&str>) -> Option<String> {
-    let query = query?;
-    let kept: Vec<&str> = query
-        .split('&')
-        .filter(|pair| !pair.is_empty())
-        .filter(|pair| {
-            let name = pair.split('=').next().unwrap_or_default();
-            let decoded: String = url::form_urlencoded::parse(name.as_bytes())
-                .next()
-                .map(|(k, _)| k.into_owned())
-                .unwrap_or_default();
-            !decoded.trim().eq_ignore_ascii_case("code")
-        })
-        .collect();
-    (!kept.is_empty()).then(|| kept.join("&"))
+    let kept = code_param::strip(query?);
+    (!kept.is_empty()).then(|| kept.into_owned())
 }
 
 #[cfg(test)]
@@ -215,5 +205,11 @@ mod tests {
             query_without_key(Some("codex=1&acode=2")).as_deref(),
             Some("codex=1&acode=2")
         );
+        // The same scrubber as the SSE stream's: `;` and padded names count too.
+        assert_eq!(
+            query_without_key(Some("x=1;code=K& code=K2")).as_deref(),
+            Some("x=1")
+        );
+        assert_eq!(query_without_key(Some("&code=K")), None);
     }
 }

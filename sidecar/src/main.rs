@@ -11,6 +11,7 @@ use mcp_gateway_sidecar::facade::Facade;
 use mcp_gateway_sidecar::facade::keys::FacadeKeys;
 use mcp_gateway_sidecar::key::SystemKey;
 use mcp_gateway_sidecar::metrics::Metrics;
+use mcp_gateway_sidecar::polled_file::KeysFile;
 use mcp_gateway_sidecar::proxy::Gateway;
 use mcp_gateway_sidecar::server;
 use mcp_gateway_sidecar::session::SessionSealer;
@@ -56,14 +57,15 @@ async fn main() -> anyhow::Result<()> {
     .context("cannot use the system key source")?;
     key.start();
 
+    // Both keys files are followed: a rotation (prepend a key, later drop the old one) takes
+    // effect without a restart.
     let sessions = match &config.session.keys_file {
         Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read session keys file {}", path.display()))?;
-            SessionSealer::from_keys_file_text(&text)
-                .with_context(|| format!("session keys file {} is not valid", path.display()))?
+            let keys = KeysFile::load(path, "session keys", SessionSealer::from_keys_file_text)?;
+            keys.start(|_| {});
+            keys
         }
-        None => SessionSealer::random(),
+        None => KeysFile::fixed(SessionSealer::random()),
     };
 
     let mut facade = None;
@@ -78,31 +80,40 @@ async fn main() -> anyhow::Result<()> {
             Some(auth)
         }
         AuthConfig::AuthorizationServer(settings) => {
-            let path = &settings.keys_file;
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read facade keys file {}", path.display()))?;
-            let keys = FacadeKeys::from_file_text(&text)
-                .with_context(|| format!("facade keys file {} is not valid", path.display()))?;
-            let built = Facade::new(&config, settings, keys, metrics.clone())
+            let keys = KeysFile::load(
+                &settings.keys_file,
+                "facade keys",
+                FacadeKeys::from_file_text,
+            )?;
+            let built = Facade::new(&config, settings, keys.clone(), metrics.clone())
                 .map_err(anyhow::Error::msg)?;
             built.start();
-            // The resource-server side accepts exactly the facade's own access tokens.
-            let auth = Authenticator::with_keys(
-                OidcConfig {
-                    issuer: built.issuer().to_string(),
-                    audiences: vec![config.resource_url()],
-                    required_scopes: settings.scopes.clone(),
-                    allowed_tenants: Vec::new(),
-                    jwks_uri: None,
-                    leeway_seconds: 60,
-                },
-                built.jwks(),
-                config.limits.max_token_bytes,
-                metrics.clone(),
-            )
-            .map_err(anyhow::Error::msg)?;
+            // The resource-server side accepts exactly the facade's own access tokens, signed
+            // with any key the facade keys file lists.
+            let auth = Arc::new(
+                Authenticator::with_keys(
+                    OidcConfig {
+                        issuer: built.issuer().to_string(),
+                        audiences: vec![config.resource_url()],
+                        required_scopes: settings.scopes.clone(),
+                        allowed_tenants: Vec::new(),
+                        jwks_uri: None,
+                        leeway_seconds: 60,
+                    },
+                    keys.current().jwks(),
+                    config.limits.max_token_bytes,
+                    metrics.clone(),
+                )
+                .map_err(anyhow::Error::msg)?,
+            );
+            let verifier = auth.clone();
+            keys.start(move |keys| {
+                if let Err(error) = verifier.replace_keys(keys.jwks()) {
+                    tracing::error!(%error, "the new facade keys cannot verify access tokens");
+                }
+            });
             facade = Some(Arc::new(built));
-            Some(Arc::new(auth))
+            Some(auth)
         }
         AuthConfig::Anonymous => {
             tracing::warn!("auth mode Anonymous: clients are not authenticated");

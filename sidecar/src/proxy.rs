@@ -26,6 +26,8 @@ use crate::key::SystemKey;
 use crate::mcp_peek;
 use crate::metadata;
 use crate::metrics::{Metrics, Reason, Route as RouteLabel, RouteStatus};
+use crate::polled_file::KeysFile;
+use crate::response::{self, plain};
 use crate::routes::{self, Route};
 use crate::session::SessionSealer;
 use crate::sse::EndpointRewriter;
@@ -46,7 +48,8 @@ pub struct Gateway {
     pub key: Arc<SystemKey>,
     pub auth: Option<Arc<Authenticator>>,
     pub facade: Option<Arc<Facade>>,
-    pub sessions: SessionSealer,
+    /// Followed while the sidecar runs: a rotated session keys file needs no restart.
+    pub sessions: Arc<KeysFile<SessionSealer>>,
     pub metrics: Arc<Metrics>,
     origins: OriginPolicy,
     key_header: HeaderName,
@@ -120,7 +123,7 @@ impl Gateway {
         key: Arc<SystemKey>,
         auth: Option<Arc<Authenticator>>,
         facade: Option<Arc<Facade>>,
-        sessions: SessionSealer,
+        sessions: Arc<KeysFile<SessionSealer>>,
         metrics: Arc<Metrics>,
     ) -> Result<Self, UpstreamTlsError> {
         let client = upstream_client(&config)?;
@@ -180,7 +183,7 @@ impl Gateway {
     ) -> Response<Body> {
         if request.method() == Method::OPTIONS {
             return match self.origins.preflight(request.headers()) {
-                Some(headers) => with_headers(StatusCode::NO_CONTENT, headers),
+                Some(headers) => response::headers_only(StatusCode::NO_CONTENT, headers),
                 None => plain(StatusCode::FORBIDDEN, "origin not allowed"),
             };
         }
@@ -229,23 +232,7 @@ impl Gateway {
             return plain(StatusCode::METHOD_NOT_ALLOWED, "use GET");
         }
         match metadata::protected_resource_metadata(&self.config) {
-            Some(doc) => {
-                let mut r = Response::new(body::full(doc.to_string()));
-                let h = r.headers_mut();
-                h.insert(
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static("application/json"),
-                );
-                h.insert(
-                    header::CACHE_CONTROL,
-                    HeaderValue::from_static("max-age=300"),
-                );
-                h.insert(
-                    header::ACCESS_CONTROL_ALLOW_ORIGIN,
-                    HeaderValue::from_static("*"),
-                );
-                r
-            }
+            Some(doc) => response::public_json(doc.to_string()),
             None => plain(
                 StatusCode::NOT_FOUND,
                 "this gateway does not authenticate clients",
@@ -326,7 +313,7 @@ impl Gateway {
             let opened = sealed
                 .to_str()
                 .ok()
-                .and_then(|s| self.sessions.open(&principal.subject, s).ok());
+                .and_then(|s| self.sessions.current().open(&principal.subject, s).ok());
             match opened.and_then(|id| HeaderValue::from_str(&id).ok()) {
                 Some(id) => {
                     headers.insert(SESSION_HEADER, id);
@@ -444,7 +431,11 @@ impl Gateway {
         let sealed = query?
             .split('&')
             .find_map(|pair| pair.strip_prefix(MESSAGE_QUERY_PARAM)?.strip_prefix('='))?;
-        let opened = self.sessions.open(&principal.subject, sealed).ok()?;
+        let opened = self
+            .sessions
+            .current()
+            .open(&principal.subject, sealed)
+            .ok()?;
         Some(forward::query_without_key(Some(&opened)))
     }
 
@@ -459,7 +450,7 @@ impl Gateway {
             let sealed = id
                 .to_str()
                 .ok()
-                .map(|id| self.sessions.seal(&principal.subject, id));
+                .map(|id| self.sessions.current().seal(&principal.subject, id));
             if let Some(v) = sealed.and_then(|s| HeaderValue::from_str(&s).ok()) {
                 parts.headers.insert(SESSION_HEADER, v);
             }
@@ -475,7 +466,10 @@ impl Gateway {
                     .expect("message route"),
             )
             .with_query_sealer(Box::new(move |query| {
-                format!("{MESSAGE_QUERY_PARAM}={}", sessions.seal(&subject, query))
+                format!(
+                    "{MESSAGE_QUERY_PARAM}={}",
+                    sessions.current().seal(&subject, query)
+                )
             }))
         });
         if rewriter.is_some() {
@@ -505,33 +499,11 @@ impl Principal {
     }
 }
 
-fn plain(status: StatusCode, message: &'static str) -> Response<Body> {
-    let mut r = Response::new(body::full(message));
-    *r.status_mut() = status;
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    r
-}
-
-fn with_headers(status: StatusCode, headers: http::HeaderMap) -> Response<Body> {
-    let mut r = Response::new(body::empty());
-    *r.status_mut() = status;
-    *r.headers_mut() = headers;
-    r
-}
-
 fn session_not_found() -> Response<Body> {
-    let mut r = Response::new(body::full(
+    response::json(
+        StatusCode::NOT_FOUND,
         r#"{"jsonrpc":"2.0","error":{"code":-32001,"message":"Session not found"},"id":null}"#,
-    ));
-    *r.status_mut() = StatusCode::NOT_FOUND;
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    r
+    )
 }
 
 /// One structured log line per request. Holds only what is safe to log: no key, no token.

@@ -7,7 +7,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::{Request, Response, StatusCode, header};
+use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -15,8 +15,9 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
-use crate::body::{self, Body};
+use crate::body::Body;
 use crate::proxy::Gateway;
+use crate::response;
 
 /// How long open connections (SSE streams included) get to finish after a shutdown signal.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -122,11 +123,5 @@ fn admin(gateway: &Gateway, path: &str) -> Response<Body> {
         ),
         _ => (StatusCode::NOT_FOUND, "text/plain", "not found".to_string()),
     };
-    let mut r = Response::new(body::full(text));
-    *r.status_mut() = status;
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        header::HeaderValue::from_static(content_type),
-    );
-    r
+    response::with_type(status, content_type, text)
 }

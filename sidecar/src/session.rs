@@ -1,32 +1,21 @@
 //! Binds an upstream `Mcp-Session-Id` to the subject that opened it, without shared state.
 //!
-//! The client never sees the upstream session id: it gets the id sealed (XChaCha20-Poly1305)
-//! with the subject as associated data, so an id presented by another subject, or altered, or
-//! sealed with a key no replica holds any more, fails to open. Every replica that holds the same
-//! keys opens every other replica's ids.
-//!
-//! Sealed form: base64url without padding of `version (1) | nonce (24) | ciphertext + tag`,
-//! which is visible ASCII, as MCP requires of session ids.
+//! The client never sees the upstream session id: it gets the id sealed ([`Sealer`]) with the
+//! subject as associated data, so an id presented by another subject, or altered, or sealed
+//! with a key no replica holds any more, fails to open. Every replica that holds the same keys
+//! opens every other replica's ids. The sealed form is visible ASCII, as MCP requires of
+//! session ids.
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
-use chacha20poly1305::aead::{Aead, Payload};
-use chacha20poly1305::{KeyInit, XChaCha20Poly1305, XNonce};
-use rand::RngCore;
+pub use mcp_gateway_contract::keys_file::{KeysFileError, parse_keys};
 
-const VERSION: u8 = 1;
-const NONCE_LEN: usize = 24;
-const TAG_LEN: usize = 16;
-/// Longer sealed ids are refused before any decoding: no real upstream id comes near this.
-pub const MAX_SEALED_LEN: usize = 4096;
+pub use crate::seal::MAX_SEALED_LEN;
+use crate::seal::{SealError, Sealer};
 
-/// Seals and opens session ids. The first key seals; every key opens, so a key rotation is
-/// "prepend the new key, remove the old one once clients have moved on". Tried in turn, which is
-/// cheap for the two or three keys a rotation needs.
+/// Seals and opens session ids (and the legacy SSE message query) for a subject. The first key
+/// seals; every key opens.
 #[derive(Clone)]
 pub struct SessionSealer {
-    ciphers: Vec<XChaCha20Poly1305>,
+    sealer: Sealer,
 }
 
 /// A session id the client sent that does not open. Both mean the same to the client (the
@@ -41,23 +30,10 @@ pub enum SessionError {
     Rejected,
 }
 
-/// A mistake in the session keys file. Never contains key material.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum SessionKeyError {
-    #[error(
-        "session keys file line {line}: {problem}; each line must be a base64 32-byte key (make one with `openssl rand -base64 32`)"
-    )]
-    BadLine { line: usize, problem: String },
-    #[error(
-        "session keys file has no keys; add a line with a base64 32-byte key (make one with `openssl rand -base64 32`)"
-    )]
-    NoKeys,
-}
-
 impl std::fmt::Debug for SessionSealer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SessionSealer")
-            .field("keys", &self.ciphers.len())
+            .field("keys", &self.sealer.key_count())
             .finish()
     }
 }
@@ -69,126 +45,44 @@ impl SessionSealer {
     /// If `keys` is empty: the callers build it from [`Self::from_keys_file_text`] or
     /// [`Self::random`], which never are.
     pub fn new(keys: Vec<[u8; 32]>) -> Self {
-        assert!(!keys.is_empty(), "a SessionSealer needs at least one key");
-        let ciphers = keys
-            .iter()
-            .map(|key| XChaCha20Poly1305::new(key.into()))
-            .collect();
-        Self { ciphers }
+        Self {
+            sealer: Sealer::new(&keys),
+        }
     }
 
     /// One random key: right for a single replica, whose restart ends every session anyway.
     pub fn random() -> Self {
-        let mut key = [0u8; 32];
-        rand::rng().fill_bytes(&mut key);
-        Self::new(vec![key])
+        Self {
+            sealer: Sealer::random(),
+        }
     }
 
     /// Parses a keys file (see [`parse_keys`]).
-    pub fn from_keys_file_text(text: &str) -> Result<Self, SessionKeyError> {
+    pub fn from_keys_file_text(text: &str) -> Result<Self, KeysFileError> {
         Ok(Self::new(parse_keys(text)?))
     }
 
     /// The id to hand the client in place of `upstream_session_id`.
     pub fn seal(&self, subject: &str, upstream_session_id: &str) -> String {
-        let mut nonce = [0u8; NONCE_LEN];
-        rand::rng().fill_bytes(&mut nonce);
-        let sealed = self.ciphers[0]
-            .encrypt(
-                XNonce::from_slice(&nonce),
-                Payload {
-                    msg: upstream_session_id.as_bytes(),
-                    aad: &aad(subject),
-                },
-            )
-            .expect("XChaCha20-Poly1305 encrypts any message shorter than 256 GiB");
-        let mut out = Vec::with_capacity(1 + NONCE_LEN + sealed.len());
-        out.push(VERSION);
-        out.extend_from_slice(&nonce);
-        out.extend_from_slice(&sealed);
-        URL_SAFE_NO_PAD.encode(out)
+        self.sealer.seal(subject.as_bytes(), upstream_session_id)
     }
 
     /// The upstream session id inside `sealed`, if `subject` is the one it was sealed for.
     pub fn open(&self, subject: &str, sealed: &str) -> Result<String, SessionError> {
-        if sealed.len() > MAX_SEALED_LEN {
-            return Err(SessionError::Malformed);
-        }
-        let bytes = URL_SAFE_NO_PAD
-            .decode(sealed)
-            .map_err(|_| SessionError::Malformed)?;
-        let Some((&VERSION, rest)) = bytes.split_first() else {
-            return Err(SessionError::Malformed);
-        };
-        if rest.len() < NONCE_LEN + TAG_LEN {
-            return Err(SessionError::Malformed);
-        }
-        let (nonce, ciphertext) = rest.split_at(NONCE_LEN);
-        let aad = aad(subject);
-        let plain = self
-            .ciphers
-            .iter()
-            .find_map(|cipher| {
-                cipher
-                    .decrypt(
-                        XNonce::from_slice(nonce),
-                        Payload {
-                            msg: ciphertext,
-                            aad: &aad,
-                        },
-                    )
-                    .ok()
+        self.sealer
+            .open(subject.as_bytes(), sealed)
+            .map_err(|e| match e {
+                SealError::Malformed => SessionError::Malformed,
+                SealError::Rejected => SessionError::Rejected,
             })
-            .ok_or(SessionError::Rejected)?;
-        // Only this code seals, and it seals UTF-8; anything else means a key leaked.
-        String::from_utf8(plain).map_err(|_| SessionError::Rejected)
     }
-}
-
-/// Parses a keys file: standard base64 (padding optional) of 32 bytes per line; blank lines
-/// and `#` comments are ignored. The first key is the current one.
-pub fn parse_keys(text: &str) -> Result<Vec<[u8; 32]>, SessionKeyError> {
-    let engine = GeneralPurpose::new(
-        &base64::alphabet::STANDARD,
-        GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
-    );
-    let mut keys = Vec::new();
-    for (index, line) in text.lines().enumerate() {
-        // `#` is not in the base64 alphabet, so a comment can also follow a key.
-        let line_text = line.split('#').next().unwrap_or_default().trim();
-        if line_text.is_empty() {
-            continue;
-        }
-        let bad = |problem: String| SessionKeyError::BadLine {
-            line: index + 1,
-            problem,
-        };
-        // The decoder's own error names the offending byte, which is key material.
-        let bytes = engine
-            .decode(line_text)
-            .map_err(|_| bad("not valid base64".into()))?;
-        let key: [u8; 32] = bytes
-            .try_into()
-            .map_err(|b: Vec<u8>| bad(format!("decodes to {} bytes, not 32", b.len())))?;
-        keys.push(key);
-    }
-    if keys.is_empty() {
-        return Err(SessionKeyError::NoKeys);
-    }
-    Ok(keys)
-}
-
-/// The version is authenticated too, so a later format cannot be confused with this one.
-fn aad(subject: &str) -> Vec<u8> {
-    let mut aad = Vec::with_capacity(1 + subject.len());
-    aad.push(VERSION);
-    aad.extend_from_slice(subject.as_bytes());
-    aad
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
     const UPSTREAM: &str = "CfDJ8Kx0uVh1vQ2_encrypted-client-state+/=";
 
@@ -334,40 +228,11 @@ mod tests {
     }
 
     #[test]
-    fn keys_file_errors_name_the_line_but_not_the_key() {
-        let good = base64::engine::general_purpose::STANDARD.encode(key(1));
-        let short = base64::engine::general_purpose::STANDARD.encode([7u8; 16]);
-        let not_base64 = "s3cr3t-key-material!!";
-
-        let err = SessionSealer::from_keys_file_text(&format!("{good}\n\n{short}\n")).unwrap_err();
-        let message = err.to_string();
-        assert_eq!(
-            err,
-            SessionKeyError::BadLine {
-                line: 3,
-                problem: "decodes to 16 bytes, not 32".into()
-            }
-        );
-        assert!(
-            !message.contains(&short) && message.contains("line 3"),
-            "{message}"
-        );
-
-        let err = SessionSealer::from_keys_file_text(&format!("# c\n{not_base64}\n")).unwrap_err();
-        let message = err.to_string();
-        assert!(
-            message.contains("line 2") && message.contains("not valid base64"),
-            "{message}"
-        );
-        assert!(!message.contains("s3cr3t"), "{message}");
-
-        assert_eq!(
-            SessionSealer::from_keys_file_text("# only a comment\n\n").unwrap_err(),
-            SessionKeyError::NoKeys
-        );
+    fn keys_file_errors_reach_the_caller() {
+        // The format's own tests (contract::keys_file) cover each mistake.
         assert_eq!(
             SessionSealer::from_keys_file_text("").unwrap_err(),
-            SessionKeyError::NoKeys
+            KeysFileError::NoKeys
         );
     }
 }

@@ -34,6 +34,8 @@ use std::borrow::Cow;
 use bytes::Bytes;
 use url::Url;
 
+use crate::code_param;
+
 /// The most an event that may be an endpoint event is held before it is dropped. An endpoint
 /// event is one short URL; this only stops an endless event from growing memory.
 pub const MAX_HELD_EVENT_BYTES: usize = 64 * 1024;
@@ -402,9 +404,9 @@ fn parse(content: &[u8], first_line: bool) -> Field<'_> {
 
 /// Rewrites an endpoint URL (relative, root-relative or absolute; relative ones resolve against
 /// `upstream_message_path` as they would against the SSE URL beside it) to `public_message_url`
-/// plus the original query without any `code` parameter (the name compared case-insensitively
-/// after percent-decoding, as the Functions host reads it). `None` if the URL is not an http(s)
-/// URL on the upstream message route, or `public_message_url` is not visible ASCII.
+/// plus the original query without any `code` parameter ([`code_param::strip`]). `None` if
+/// the URL is not an http(s) URL on the upstream message route, or `public_message_url` is not
+/// visible ASCII.
 pub fn rewrite_endpoint_url(
     data: &str,
     public_message_url: &str,
@@ -424,7 +426,7 @@ pub fn rewrite_endpoint_url(
     if !matches!(url.scheme(), "http" | "https") || !url.path().eq_ignore_ascii_case(base.path()) {
         return None;
     }
-    let query = strip_code_params(url.query().unwrap_or_default());
+    let query = code_param::strip(url.query().unwrap_or_default());
     Some(if query.is_empty() {
         public_message_url.to_owned()
     } else {
@@ -449,7 +451,7 @@ fn scrub<'a>(line: &'a [u8], anchor: &[u8]) -> Cow<'a, [u8]> {
     for at in anchors.into_iter().rev() {
         let query_start = at + anchor.len();
         let query_end = query_start + query_len(&text.as_bytes()[query_start..]);
-        if let Cow::Owned(stripped) = strip_code_params(&text[query_start..query_end]) {
+        if let Cow::Owned(stripped) = code_param::strip(&text[query_start..query_end]) {
             text.replace_range(query_start..query_end, &stripped);
         }
     }
@@ -470,7 +472,7 @@ fn query_len(bytes: &[u8]) -> usize {
     let mut i = 0;
     while i < bytes.len() {
         match bytes[i] {
-            b'\\' if separator_len(&bytes[i..]) > 0 => i += 6,
+            b'\\' if code_param::separator_len(&bytes[i..]) > 0 => i += 6,
             b if b.is_ascii_whitespace()
                 || b.is_ascii_control()
                 || matches!(b, b'"' | b'\'' | b'<' | b'>' | b'`' | b'#' | b'\\') =>
@@ -481,56 +483,6 @@ fn query_len(bytes: &[u8]) -> usize {
         }
     }
     i
-}
-
-/// `&`, `;` (which some servers also split on) or JSON's `\u0026`.
-fn separator_len(bytes: &[u8]) -> usize {
-    match bytes {
-        [b'&' | b';', ..] => 1,
-        [b'\\', rest @ ..] if rest.len() >= 5 && rest[..5].eq_ignore_ascii_case(b"u0026") => 6,
-        _ => 0,
-    }
-}
-
-/// The query without its `code` parameters; everything else, separators included, unchanged.
-fn strip_code_params(query: &str) -> Cow<'_, str> {
-    let bytes = query.as_bytes();
-    let mut pairs = Vec::new(); // (separator before, pair)
-    let (mut separator, mut start, mut i) = ("", 0, 0);
-    while i < bytes.len() {
-        let len = separator_len(&bytes[i..]);
-        if len == 0 {
-            i += 1;
-            continue;
-        }
-        pairs.push((separator, &query[start..i]));
-        separator = &query[i..i + len];
-        i += len;
-        start = i;
-    }
-    pairs.push((separator, &query[start..]));
-    if !pairs.iter().any(|(_, pair)| is_code(pair)) {
-        return Cow::Borrowed(query);
-    }
-    let mut out = String::with_capacity(query.len());
-    for (n, (separator, pair)) in pairs
-        .into_iter()
-        .filter(|(_, pair)| !is_code(pair))
-        .enumerate()
-    {
-        if n > 0 {
-            out.push_str(separator);
-        }
-        out.push_str(pair);
-    }
-    Cow::Owned(out)
-}
-
-fn is_code(pair: &str) -> bool {
-    let name = pair.split_once('=').map_or(pair, |(name, _)| name);
-    url::form_urlencoded::parse(name.as_bytes())
-        .next()
-        .is_some_and(|(name, _)| name.eq_ignore_ascii_case("code"))
 }
 
 #[cfg(test)]

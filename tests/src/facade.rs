@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use base64::Engine;
-use mcp_gateway_sidecar::config::Config;
+use mcp_gateway_contract::config::Config;
 use serde_json::json;
 
 use crate::TempDir;

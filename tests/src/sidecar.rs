@@ -5,8 +5,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::Context;
-use mcp_gateway_sidecar::config::Config;
-use mcp_gateway_sidecar::key::KeyStatus;
+use mcp_gateway_contract::config::Config;
+use mcp_gateway_contract::key_status::KeyStatus;
 
 use crate::TempDir;
 use crate::process::Process;

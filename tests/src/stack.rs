@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use mcp_gateway_sidecar::config::Config;
+use mcp_gateway_contract::config::Config;
 use serde_json::{Value, json};
 
 use crate::TempDir;

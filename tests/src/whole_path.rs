@@ -18,8 +18,8 @@ use base64::Engine;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::{Api, Patch, PatchParams};
+use mcp_gateway_contract::config::Config;
 use mcp_gateway_crds::v1alpha1::McpGateway;
-use mcp_gateway_sidecar::config::Config;
 use serde_json::{Value, json};
 
 use crate::cluster::Cluster;

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use mcp_gateway_sidecar::config::Config;
+use mcp_gateway_contract::config::Config;
 use mcp_gateway_tests::TempDir;
 use mcp_gateway_tests::fixtures::node_dir;
 use mcp_gateway_tests::process::Process;

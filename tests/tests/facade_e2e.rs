@@ -12,6 +12,7 @@ use mcp_gateway_tests::facade::{
     EntraLike, Files, GATEWAY_SECRET, REDIRECT, SCOPE, SYSTEM_KEY, facade_config,
 };
 use mcp_gateway_tests::fixtures::{self, Standin};
+use mcp_gateway_tests::must_eventually;
 use mcp_gateway_tests::round_robin::RoundRobin;
 use mcp_gateway_tests::sidecar::{Sidecar, public_listener};
 use serde_json::{Value, json};
@@ -650,7 +651,7 @@ async fn a_client_id_metadata_document_client_logs_in_without_registering() {
     let (listen, base) = public_listener();
     let idp = EntraLike::start(&[format!("{base}/weather/oauth/callback")]).expect("IdP");
     let mut config = facade_config(listen, &base, "/weather", &idp.issuer, &standin.url, &files);
-    if let mcp_gateway_sidecar::config::AuthConfig::AuthorizationServer(f) = &mut config.auth {
+    if let mcp_gateway_contract::config::AuthConfig::AuthorizationServer(f) = &mut config.auth {
         // Test setting: the document is served on loopback by a test CA.
         f.client_metadata_documents.allow_private_addresses = true;
         f.client_metadata_documents.ca_file = Some(files.path("ca.pem"));
@@ -703,4 +704,251 @@ async fn a_client_id_metadata_document_client_logs_in_without_registering() {
     assert_eq!(out["registered"], "cimd", "{out}");
     assert!(out["result"].to_string().contains("cimd"), "{out}");
     assert_eq!(out["refreshed"], true, "{out}");
+}
+
+/// The `kid` in a JWT's header.
+fn kid_of(jwt: &str) -> String {
+    let header: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(jwt.split('.').next().unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    header["kid"].as_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn a_rotated_facade_keys_file_takes_effect_while_a_client_is_signed_in() {
+    let stack = Stack::start().await;
+    let issuer = stack.issuer();
+    let http = reqwest::Client::new();
+    let jwks = || {
+        let (http, url) = (http.clone(), format!("{issuer}/oauth/jwks"));
+        async move {
+            let doc: Value = http.get(url).send().await.unwrap().json().await.unwrap();
+            doc["keys"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|k| k["kid"].as_str().unwrap().to_string())
+                .collect::<Vec<_>>()
+        }
+    };
+    let refresh = |refresh_token: String, client_id: String| {
+        let (http, issuer) = (http.clone(), issuer.clone());
+        async move {
+            token(
+                &http,
+                &issuer,
+                &[
+                    ("grant_type", "refresh_token"),
+                    ("refresh_token", &refresh_token),
+                    ("client_id", &client_id),
+                ],
+            )
+            .await
+        }
+    };
+    let sign_in_and_redeem = |client_id: String| {
+        let (http, issuer, resource) = (http.clone(), issuer.clone(), stack.resource());
+        async move {
+            let browser = Browser::new();
+            let verifier = pkce::random_token();
+            let code = sign_in(&browser, &issuer, &client_id, &verifier, &resource).await;
+            let (status, tokens) = token(
+                &http,
+                &issuer,
+                &[
+                    ("grant_type", "authorization_code"),
+                    ("code", &code),
+                    ("client_id", &client_id),
+                    ("redirect_uri", REDIRECT),
+                    ("code_verifier", &verifier),
+                ],
+            )
+            .await;
+            assert_eq!(status, 200, "{tokens}");
+            tokens
+        }
+    };
+    let key = |b: u8| base64::engine::general_purpose::STANDARD.encode([b; 32]);
+    let keys_file = stack.files.path("facade-keys");
+
+    // Signed in under the first key.
+    let client_id = register(&http, &issuer, REDIRECT).await;
+    let tokens = sign_in_and_redeem(client_id.clone()).await;
+    let old_access = tokens["access_token"].as_str().unwrap().to_string();
+    let old_refresh = tokens["refresh_token"].as_str().unwrap().to_string();
+    let old_kid = jwks().await[0].clone();
+    assert_eq!(kid_of(&old_access), old_kid);
+
+    // Rotation: a new key first, the old one still listed. No restart.
+    std::fs::write(&keys_file, format!("{}\n{}\n", key(8), key(7))).unwrap();
+    let rotated = must_eventually(10, "the JWKS to list the new key first", || async {
+        let kids = jwks().await;
+        if kids.len() == 2 {
+            Ok(kids)
+        } else {
+            Err(format!("{kids:?}"))
+        }
+    })
+    .await;
+    let new_kid = rotated[0].clone();
+    assert_eq!(rotated[1], old_kid);
+    assert_ne!(new_kid, old_kid);
+
+    // What the old key made keeps working: the access token, the refresh token, the
+    // registration; what is made now is signed with the new key.
+    let (ok, _, raw) = call_echo(&stack.resource(), &old_access);
+    assert!(ok, "the old access token after the rotation: {raw}");
+    let (status, refreshed) = refresh(old_refresh, client_id.clone()).await;
+    assert_eq!(status, 200, "{refreshed}");
+    let new_access = refreshed["access_token"].as_str().unwrap().to_string();
+    let new_refresh = refreshed["refresh_token"].as_str().unwrap().to_string();
+    assert_eq!(kid_of(&new_access), new_kid);
+    let (ok, _, raw) = call_echo(&stack.resource(), &new_access);
+    assert!(ok, "an access token signed with the new key: {raw}");
+    let again = sign_in_and_redeem(client_id.clone()).await;
+    assert_eq!(kid_of(again["access_token"].as_str().unwrap()), new_kid);
+
+    // The old key retired: what it signed or sealed stops working, the new key's grants stay.
+    std::fs::write(&keys_file, format!("{}\n", key(8))).unwrap();
+    must_eventually(10, "the old access token to be refused", || async {
+        let status = http
+            .post(stack.resource())
+            .bearer_auth(&old_access)
+            .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "ping"}))
+            .send()
+            .await
+            .unwrap()
+            .status();
+        if status == 401 {
+            Ok(())
+        } else {
+            Err(format!("answered {status}"))
+        }
+    })
+    .await;
+    assert_eq!(jwks().await, vec![new_kid.clone()]);
+    let (status, body) = refresh(new_refresh, client_id.clone()).await;
+    assert_eq!(
+        status, 200,
+        "a refresh token sealed with the new key: {body}"
+    );
+    let r = http
+        .get(authorize_url(
+            &issuer,
+            &client_id,
+            &pkce::random_token(),
+            "st-2",
+            &stack.resource(),
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        400,
+        "a registration sealed with the retired key"
+    );
+    assert!(
+        r.text()
+            .await
+            .unwrap()
+            .contains("not issued by this gateway")
+    );
+    let (ok, _, raw) = call_echo(&stack.resource(), &new_access);
+    assert!(ok, "the new key's access token after the retirement: {raw}");
+}
+
+#[tokio::test]
+async fn a_rotated_session_keys_file_takes_effect_without_a_restart() {
+    use mcp_gateway_tests::stack::{ACCEPT, initialize_body};
+
+    let stack = Stack::start().await;
+    let issuer = stack.issuer();
+    let http = reqwest::Client::new();
+    let client_id = register(&http, &issuer, REDIRECT).await;
+    let verifier = pkce::random_token();
+    let code = sign_in(
+        &Browser::new(),
+        &issuer,
+        &client_id,
+        &verifier,
+        &stack.resource(),
+    )
+    .await;
+    let (status, tokens) = token(
+        &http,
+        &issuer,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("client_id", &client_id),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", &verifier),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200, "{tokens}");
+    let access = tokens["access_token"].as_str().unwrap().to_string();
+    let post = |session: Option<&str>, body: String| {
+        let mut r = http
+            .post(stack.resource())
+            .header("accept", ACCEPT)
+            .header("content-type", "application/json")
+            .header("mcp-protocol-version", "2025-06-18")
+            .bearer_auth(&access)
+            .body(body);
+        if let Some(s) = session {
+            r = r.header("mcp-session-id", s);
+        }
+        async move {
+            let r = r.send().await.unwrap();
+            let status = r.status().as_u16();
+            let session = r
+                .headers()
+                .get("mcp-session-id")
+                .map(|v| v.to_str().unwrap().to_string());
+            (status, session, r.text().await.unwrap())
+        }
+    };
+    let open = || async {
+        let (status, session, body) = post(None, initialize_body()).await;
+        assert_eq!(status, 200, "initialize: {body}");
+        let session = session.expect("a session id");
+        let initialized = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+        assert_eq!(post(Some(&session), initialized.to_string()).await.0, 202);
+        session
+    };
+    let list = || json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}).to_string();
+    let key = |b: u8| base64::engine::general_purpose::STANDARD.encode([b; 32]);
+    let keys_file = stack.files.path("session-keys");
+
+    let old_session = open().await;
+    // A new key first, the old one still listed: the open session keeps working.
+    std::fs::write(&keys_file, format!("{}\n{}\n", key(10), key(9))).unwrap();
+    // Sessions opened once the new key is in use are sealed with it; the only outside sign
+    // is that they survive the old key's retirement below, so open one after the file has
+    // surely been read again.
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let new_session = open().await;
+    let (status, _, body) = post(Some(&old_session), list()).await;
+    assert_eq!(
+        status, 200,
+        "the old session while its key is listed: {body}"
+    );
+
+    // The old key retired: its session is gone, the new key's stays.
+    std::fs::write(&keys_file, format!("{}\n", key(10))).unwrap();
+    must_eventually(10, "the old session to be refused", || async {
+        match post(Some(&old_session), list()).await {
+            (404, _, _) => Ok(()),
+            (status, _, body) => Err(format!("answered {status}: {body}")),
+        }
+    })
+    .await;
+    let (status, _, body) = post(Some(&new_session), list()).await;
+    assert_eq!(status, 200, "a session sealed with the new key: {body}");
+    assert!(body.contains("echo"), "{body}");
 }

@@ -11,8 +11,8 @@ use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use mcp_gateway_contract::config::Config;
 use mcp_gateway_crds::v1alpha1::McpGateway;
-use mcp_gateway_sidecar::config::Config;
 use mcp_gateway_tests::cluster::{Cluster, TestNamespace};
 use mcp_gateway_tests::operator::{Operator, SIDECAR_IMAGE};
 use serde_json::json;
@@ -627,7 +627,7 @@ async fn authorization_server_gateways_get_facade_keys_mounts_and_routes() {
     assert_eq!(config.issuer_url(), "https://mcp.example.com/entra");
     assert!(matches!(
         config.auth,
-        mcp_gateway_sidecar::config::AuthConfig::AuthorizationServer(_)
+        mcp_gateway_contract::config::AuthConfig::AuthorizationServer(_)
     ));
     let events: Api<Event> = Api::namespaced(client.clone(), &ns.name);
     let seen = [

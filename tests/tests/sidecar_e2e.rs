@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
-use mcp_gateway_sidecar::config::Config;
+use mcp_gateway_contract::config::Config;
 use mcp_gateway_tests::TempDir;
 use mcp_gateway_tests::fixtures;
 use mcp_gateway_tests::sidecar::{Sidecar, public_listener};

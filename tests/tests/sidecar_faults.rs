@@ -9,7 +9,7 @@ use std::time::Duration;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use futures::StreamExt;
-use mcp_gateway_sidecar::config::Config;
+use mcp_gateway_contract::config::Config;
 use mcp_gateway_tests::fixtures::{Idp, Standin};
 use mcp_gateway_tests::process::ProcStats;
 use mcp_gateway_tests::sidecar::{Sidecar, public_listener, run_to_exit};

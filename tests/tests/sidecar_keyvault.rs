@@ -9,8 +9,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use mcp_gateway_sidecar::config::Config;
-use mcp_gateway_sidecar::key::{KeySourceKind, KeyStatus, Verdict};
+use mcp_gateway_contract::config::Config;
+use mcp_gateway_contract::key_status::{KeySourceKind, KeyStatus, Verdict};
 use mcp_gateway_tests::TempDir;
 use mcp_gateway_tests::fixtures::{self, KeyVaultStandin, Standin};
 use mcp_gateway_tests::sidecar::{Sidecar, public_listener};

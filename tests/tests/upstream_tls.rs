@@ -9,7 +9,7 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use mcp_gateway_sidecar::config::Config;
+use mcp_gateway_contract::config::Config;
 use mcp_gateway_tests::TempDir;
 use mcp_gateway_tests::sidecar::{Sidecar, public_listener};
 use mcp_gateway_tests::tls::{make_certificates, server_config};

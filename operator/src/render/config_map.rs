@@ -41,7 +41,7 @@ mod tests {
     use super::*;
     use crate::validate::tests::{gateway, oidc_spec};
     use crate::validate::validate;
-    use mcp_gateway_sidecar::config::Config;
+    use mcp_gateway_contract::config::Config;
 
     #[test]
     fn holds_exactly_the_sidecar_config() {

@@ -10,7 +10,8 @@ use k8s_openapi::api::networking::v1::{
     HTTPIngressPath, HTTPIngressRuleValue, Ingress, IngressBackend, IngressRule,
     IngressServiceBackend, IngressSpec, IngressTLS, ServiceBackendPort,
 };
-use mcp_gateway_crds::v1alpha1::{McpGateway, Transport};
+use mcp_gateway_contract::config::Transport;
+use mcp_gateway_crds::v1alpha1::McpGateway;
 
 use super::service::SERVICE_PORT;
 use super::{metadata, object_name};

@@ -193,8 +193,7 @@ pub fn facade_secret(gateway: &McpGateway, key: [u8; 32]) -> Secret {
 }
 
 fn key_secret(gateway: &McpGateway, name: String, file: &str, key: [u8; 32]) -> Secret {
-    use base64::Engine;
-    let line = base64::engine::general_purpose::STANDARD.encode(key);
+    let line = mcp_gateway_contract::keys_file::format_key(&key);
     Secret {
         metadata: metadata(gateway, name),
         type_: Some("Opaque".into()),
@@ -280,7 +279,10 @@ mod tests {
         let gw = gateway(oidc_spec());
         let secret = session_secret(&gw, [7; 32]);
         let text = &secret.string_data.as_ref().unwrap()["keys"];
-        assert!(mcp_gateway_sidecar::session::SessionSealer::from_keys_file_text(text).is_ok());
+        assert_eq!(
+            mcp_gateway_contract::keys_file::parse_keys(text).unwrap(),
+            vec![[7; 32]]
+        );
         assert_eq!(
             secret.metadata.name.as_deref(),
             Some("weather-gateway-session")

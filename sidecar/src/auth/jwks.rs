@@ -17,12 +17,12 @@ use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey};
 use serde::Deserialize;
 use url::Url;
 
+use crate::discovery::{self, Discovery};
+use crate::fetch::{self, Redirects};
+
 use super::AuthError;
 use super::error::reason;
 
-/// Largest discovery document or JWKS accepted.
-pub(crate) const MAX_DOCUMENT_BYTES: usize = 1024 * 1024;
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 const MIN_RSA_BITS: usize = 2048;
 
@@ -196,27 +196,21 @@ fn modulus_bits(n: &str) -> Option<usize> {
     Some((bytes.len() - first) * 8 - bytes[first].leading_zeros() as usize)
 }
 
-/// Fetches the JWKS: from `jwks_uri` when configured, else from the issuer's OIDC discovery
-/// document (whose `issuer` must equal the configured one exactly).
+/// Fetches the JWKS: from `jwks_uri` when configured, else from the one the issuer's
+/// discovery document names (see [`crate::discovery`]).
 pub(crate) struct Fetcher {
     http: reqwest::Client,
     issuer: String,
     configured: Option<Url>,
-    /// The discovered `jwks_uri`, forgotten when fetching from it fails.
-    discovered: Mutex<Option<Url>>,
+    /// The discovery document, forgotten when fetching the JWKS it names fails.
+    discovered: Mutex<Option<Arc<Discovery>>>,
 }
 
 impl Fetcher {
     pub(crate) fn new(issuer: &str, jwks_uri: Option<Url>) -> Self {
-        let http = reqwest::Client::builder()
-            .connect_timeout(CONNECT_TIMEOUT)
-            .timeout(REQUEST_TIMEOUT)
-            .redirect(reqwest::redirect::Policy::limited(3))
-            .user_agent(concat!("mcp-gateway-sidecar/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .expect("the HTTP client for the IdP builds (rustls with bundled roots)");
         Self {
-            http,
+            // Public documents without credentials: a few redirects are harmless.
+            http: fetch::client(REQUEST_TIMEOUT, Redirects::UpTo(3)),
             issuer: issuer.to_string(),
             configured: jwks_uri,
             discovered: Mutex::new(None),
@@ -228,10 +222,9 @@ impl Fetcher {
     pub(crate) async fn fetch(&self) -> Result<KeySet, String> {
         let uri = match &self.configured {
             Some(uri) => uri.clone(),
-            None => self.jwks_uri().await?,
+            None => self.discovery().await?.jwks_uri.clone(),
         };
-        let result = self
-            .get(&uri)
+        let result = discovery::get(&self.http, &uri)
             .await
             .and_then(|body| KeySet::parse(&body).map_err(|e| format!("JWKS {uri} {e}")));
         if result.is_err() {
@@ -243,75 +236,22 @@ impl Fetcher {
         result
     }
 
-    async fn jwks_uri(&self) -> Result<Url, String> {
-        if let Some(uri) = self
+    /// The issuer's discovery document: the cached one, else fetched (and cached).
+    pub(crate) async fn discovery(&self) -> Result<Arc<Discovery>, String> {
+        if let Some(doc) = self
             .discovered
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
         {
-            return Ok(uri);
+            return Ok(doc);
         }
-        #[derive(Deserialize)]
-        struct Discovery {
-            issuer: String,
-            jwks_uri: Url,
-        }
-        let url = format!(
-            "{}/.well-known/openid-configuration",
-            self.issuer.trim_end_matches('/')
-        );
-        let url =
-            Url::parse(&url).map_err(|e| format!("issuer {} is not a URL: {e}", self.issuer))?;
-        let body = self.get(&url).await?;
-        let doc: Discovery = serde_json::from_slice(&body)
-            .map_err(|e| format!("discovery document {url} is not valid: {e}"))?;
-        if doc.issuer != self.issuer {
-            return Err(format!(
-                "discovery document {url} names issuer {:?}, not the configured {:?}",
-                doc.issuer, self.issuer
-            ));
-        }
-        if !matches!(doc.jwks_uri.scheme(), "https" | "http") {
-            return Err(format!(
-                "discovery document {url} has a jwks_uri that is not http(s)"
-            ));
-        }
+        let doc = Arc::new(discovery::discover(&self.http, &self.issuer).await?);
         *self
             .discovered
             .lock()
-            .unwrap_or_else(PoisonError::into_inner) = Some(doc.jwks_uri.clone());
-        Ok(doc.jwks_uri)
-    }
-
-    /// A GET whose body is capped at [`MAX_DOCUMENT_BYTES`].
-    async fn get(&self, url: &Url) -> Result<Vec<u8>, String> {
-        let failed = |e: reqwest::Error| format!("GET {url} failed: {}", e.without_url());
-        let mut response = self
-            .http
-            .get(url.clone())
-            .header(http::header::ACCEPT, "application/json")
-            .send()
-            .await
-            .map_err(failed)?;
-        if !response.status().is_success() {
-            return Err(format!("GET {url} answered {}", response.status()));
-        }
-        let too_large = || format!("GET {url} answered more than {MAX_DOCUMENT_BYTES} bytes");
-        if response
-            .content_length()
-            .is_some_and(|n| n > MAX_DOCUMENT_BYTES as u64)
-        {
-            return Err(too_large());
-        }
-        let mut body = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(failed)? {
-            if body.len() + chunk.len() > MAX_DOCUMENT_BYTES {
-                return Err(too_large());
-            }
-            body.extend_from_slice(&chunk);
-        }
-        Ok(body)
+            .unwrap_or_else(PoisonError::into_inner) = Some(doc.clone());
+        Ok(doc)
     }
 }
 

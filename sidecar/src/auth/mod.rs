@@ -26,6 +26,7 @@ use sha2::{Digest, Sha256};
 pub use challenge::challenge;
 pub use error::{AuthError, reason};
 
+use crate::backoff::Backoff;
 use crate::config::OidcConfig;
 use crate::metrics::{Metrics, Outcome};
 use jwks::{Fetcher, KeySet, Selection, VerifyingKey};
@@ -50,8 +51,6 @@ pub struct Principal {
 const REFRESH_INTERVAL: Duration = Duration::from_secs(600);
 /// The least time between two fetches caused by tokens naming an unknown key.
 const REFETCH_INTERVAL: Duration = Duration::from_secs(30);
-/// Retry delays while fetching fails: 1 s, doubling up to this.
-const MAX_RETRY_DELAY: Duration = Duration::from_secs(60);
 /// Verified tokens remembered.
 const VERIFIED_CAPACITY: u64 = 10_000;
 
@@ -117,21 +116,24 @@ impl Authenticator {
     pub fn start(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
         let this = Arc::downgrade(self);
         tokio::spawn(async move {
-            let mut retry = Duration::from_secs(1);
+            let mut retries = Backoff::fetch_retries().start();
             loop {
                 let Some(auth) = this.upgrade() else { return };
                 let delay = if auth.refresh().await {
-                    retry = Duration::from_secs(1);
+                    retries.reset();
                     auth.refresh_interval
                 } else {
-                    let delay = retry.min(auth.refresh_interval);
-                    retry = (retry * 2).min(MAX_RETRY_DELAY);
-                    delay
+                    retries.next_delay().min(auth.refresh_interval)
                 };
                 drop(auth);
                 tokio::time::sleep(delay).await;
             }
         })
+    }
+
+    /// The issuer's discovery document (shared with the facade, which needs its endpoints).
+    pub(crate) async fn discovery(&self) -> Result<Arc<crate::discovery::Discovery>, String> {
+        self.fetcher.discovery().await
     }
 
     /// Whether a key set has been fetched at least once (for `/readyz`).
@@ -210,22 +212,34 @@ impl Authenticator {
         self.fetch_and_install().await
     }
 
+    /// Puts `keys` in use.
+    fn install(&self, keys: KeySet) {
+        let keys = Arc::new(keys);
+        let previous = self
+            .keys
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .replace(keys.clone());
+        // A token verified with a key the IdP has withdrawn must not outlive it here.
+        if previous.is_some_and(|previous| keys.drops_any_of(&previous)) {
+            self.verified.invalidate_all();
+        }
+    }
+
+    /// Replaces the keys of an authenticator built [`with_keys`](Self::with_keys): the
+    /// facade's, after its keys file changed. `jwks` is a JWKS document.
+    pub fn replace_keys(&self, jwks: &str) -> Result<(), String> {
+        self.install(KeySet::parse(jwks.as_bytes())?);
+        Ok(())
+    }
+
     /// Fetches the key set and installs it; on failure the cached keys stay in use.
     /// Callers hold `fetching`.
     async fn fetch_and_install(&self) -> bool {
         match self.fetcher.fetch().await {
             Ok(keys) => {
                 tracing::debug!(keys = keys.len(), "fetched the IdP's signing keys");
-                let keys = Arc::new(keys);
-                let previous = self
-                    .keys
-                    .write()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .replace(keys.clone());
-                // A token verified with a key the IdP has withdrawn must not outlive it here.
-                if previous.is_some_and(|previous| keys.drops_any_of(&previous)) {
-                    self.verified.invalidate_all();
-                }
+                self.install(keys);
                 self.metrics
                     .jwks_refreshes
                     .get_or_create(&Outcome { outcome: "ok" })

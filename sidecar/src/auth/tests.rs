@@ -860,7 +860,7 @@ async fn a_configured_jwks_uri_skips_discovery() {
 async fn oversized_or_invalid_jwks_is_refused() {
     let idp = Idp::start(vec![rsa_a("a")]).await;
     let auth = idp.authenticator();
-    let padding = " ".repeat(jwks::MAX_DOCUMENT_BYTES);
+    let padding = " ".repeat(crate::discovery::MAX_DOCUMENT_BYTES);
     let big = format!("{{\"keys\": [{}]}}{padding}", rsa_a("a"));
     idp.state.lock().unwrap().jwks_body = Some(big.into_bytes());
     assert!(!auth.refresh().await);

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use super::client::{Client, Refusal, check_metadata_url, client_from_document};
 use crate::config::ClientMetadataDocuments;
+use crate::fetch::{self, ReadError, Redirects};
 
 const MAX_DOCUMENT_BYTES: usize = 5 * 1024;
 const TIMEOUT: Duration = Duration::from_secs(5);
@@ -63,17 +64,10 @@ pub fn is_public(ip: IpAddr) -> bool {
 
 impl MetadataFetcher {
     pub fn new(config: &ClientMetadataDocuments) -> Result<Self, String> {
-        let mut roots = Vec::new();
-        if let Some(path) = &config.ca_file {
-            let pem = std::fs::read(path).map_err(|e| {
-                format!(
-                    "cannot read clientMetadataDocuments.caFile {}: {e}",
-                    path.display()
-                )
-            })?;
-            roots = reqwest::Certificate::from_pem_bundle(&pem)
-                .map_err(|e| format!("clientMetadataDocuments.caFile {}: {e}", path.display()))?;
-        }
+        let roots = match &config.ca_file {
+            Some(path) => fetch::load_roots(path, "clientMetadataDocuments.caFile")?,
+            None => Vec::new(),
+        };
         Ok(Self {
             allow_private: config.allow_private_addresses,
             roots,
@@ -106,16 +100,9 @@ impl MetadataFetcher {
                 "the client_id URL's host resolves to a private, loopback or reserved address",
             ));
         }
-        let mut builder = reqwest::Client::builder()
+        // The checked address only, and no redirect to an unchecked one.
+        let http = fetch::client_builder(TIMEOUT, Redirects::Never, &self.roots)
             .resolve(&host, address)
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(TIMEOUT)
-            .connect_timeout(TIMEOUT)
-            .user_agent(concat!("mcp-gateway-sidecar/", env!("CARGO_PKG_VERSION")));
-        for root in &self.roots {
-            builder = builder.add_root_certificate(root.clone());
-        }
-        let http = builder
             .build()
             .map_err(|_| refuse("cannot fetch the client metadata document"))?;
         let response = http
@@ -130,20 +117,14 @@ impl MetadataFetcher {
                 response.status().as_u16()
             )));
         }
-        let mut body = Vec::new();
-        let mut response = response;
-        while let Some(chunk) = response
-            .chunk()
+        let body = fetch::read_capped(response, MAX_DOCUMENT_BYTES)
             .await
-            .map_err(|_| refuse("the client metadata document could not be read"))?
-        {
-            if body.len() + chunk.len() > MAX_DOCUMENT_BYTES {
-                return Err(refuse(format!(
-                    "the client metadata document is larger than {MAX_DOCUMENT_BYTES} bytes"
-                )));
-            }
-            body.extend_from_slice(&chunk);
-        }
+            .map_err(|e| match e {
+                ReadError::TooLarge(max) => refuse(format!(
+                    "the client metadata document is larger than {max} bytes"
+                )),
+                _ => refuse("the client metadata document could not be read"),
+            })?;
         let client = client_from_document(client_id, &body)?;
         self.cache.insert(client_id.to_string(), client.clone());
         Ok(client)

@@ -6,7 +6,7 @@
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::session::{MAX_SEALED_LEN, SessionSealer};
+use crate::seal::{MAX_SEALED_LEN, Sealer};
 
 /// The kind of a sealed value; its tag is the associated data.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -35,15 +35,15 @@ impl Kind {
 /// `None` when the sealed form would be longer than [`open`] accepts (found by fuzzing: a
 /// `state` of control characters grows sixfold as JSON): handing out what can never open
 /// would only fail later and less clearly.
-pub fn seal<T: Serialize>(sealer: &SessionSealer, kind: Kind, value: &T) -> Option<String> {
+pub fn seal<T: Serialize>(sealer: &Sealer, kind: Kind, value: &T) -> Option<String> {
     let json = serde_json::to_string(value).expect("grants always serialize");
-    let sealed = sealer.seal(kind.tag(), &json);
+    let sealed = sealer.seal(kind.tag().as_bytes(), &json);
     (sealed.len() <= MAX_SEALED_LEN).then_some(sealed)
 }
 
 /// `None` for anything altered, of another kind, or sealed under a retired key.
-pub fn open<T: DeserializeOwned>(sealer: &SessionSealer, kind: Kind, sealed: &str) -> Option<T> {
-    let json = sealer.open(kind.tag(), sealed).ok()?;
+pub fn open<T: DeserializeOwned>(sealer: &Sealer, kind: Kind, sealed: &str) -> Option<T> {
+    let json = sealer.open(kind.tag().as_bytes(), sealed).ok()?;
     serde_json::from_str(&json).ok()
 }
 
@@ -118,7 +118,7 @@ mod tests {
 
     #[test]
     fn a_sealed_value_opens_only_as_its_own_kind() {
-        let sealer = SessionSealer::new(vec![[9; 32]]);
+        let sealer = Sealer::new(&[[9; 32]]);
         let sealed = seal(&sealer, Kind::Code, &code()).unwrap();
         assert_eq!(open::<Code>(&sealer, Kind::Code, &sealed), Some(code()));
         assert_eq!(open::<Code>(&sealer, Kind::Refresh, &sealed), None);
@@ -139,7 +139,7 @@ mod tests {
         };
         assert_eq!(seal(&sealer, Kind::Code, &huge), None);
         // Another key does not open it.
-        let other = SessionSealer::new(vec![[8; 32]]);
+        let other = Sealer::new(&[[8; 32]]);
         assert_eq!(open::<Code>(&other, Kind::Code, &sealed), None);
     }
 }

@@ -5,7 +5,7 @@
 //! Entra preset: no RFC 8707 `resource` parameter anywhere (Entra v2 rejects it), and users
 //! are identified by `tid`/`oid`.
 
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::HeaderValue;
@@ -14,23 +14,27 @@ use url::Url;
 
 use crate::auth::{Authenticator, Principal};
 use crate::config::{IdpConfig, OidcConfig};
+use crate::fetch::{self, ReadError, Redirects};
 use crate::metrics::Metrics;
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 /// ID tokens larger than this are refused unparsed.
 const MAX_ID_TOKEN_BYTES: usize = 16 * 1024;
+/// Largest token endpoint answer read: an ID token plus the IdP's access and refresh tokens.
+const MAX_TOKEN_RESPONSE_BYTES: usize = 64 * 1024;
 
-#[derive(Clone, Debug, Deserialize)]
+/// Where the IdP signs users in and redeems their codes.
 struct Endpoints {
-    issuer: String,
-    authorization_endpoint: Url,
-    token_endpoint: Url,
+    authorization: Url,
+    token: Url,
 }
 
 pub struct Idp {
     config: IdpConfig,
+    /// For the token endpoint, which gets the client secret: never redirected.
     http: reqwest::Client,
-    endpoints: RwLock<Option<Endpoints>>,
+    /// Verifies ID tokens, and holds the discovery document (one fetch for keys and
+    /// endpoints).
     id_tokens: Arc<Authenticator>,
 }
 
@@ -64,13 +68,7 @@ impl Idp {
         ));
         Self {
             config,
-            http: reqwest::Client::builder()
-                .timeout(TIMEOUT)
-                .redirect(reqwest::redirect::Policy::none())
-                .user_agent(concat!("mcp-gateway-sidecar/", env!("CARGO_PKG_VERSION")))
-                .build()
-                .expect("the HTTP client for the IdP builds"),
-            endpoints: RwLock::new(None),
+            http: fetch::client(TIMEOUT, Redirects::Never),
             id_tokens,
         }
     }
@@ -82,33 +80,21 @@ impl Idp {
 
     /// The IdP's endpoints, from its discovery document (whose issuer must match).
     async fn endpoints(&self) -> Result<Endpoints, IdpError> {
-        if let Some(e) = self.endpoints.read().expect("lock").clone() {
-            return Ok(e);
-        }
-        let url = format!(
-            "{}/.well-known/openid-configuration",
-            self.config.issuer.trim_end_matches('/')
-        );
-        let unavailable = |e: &dyn std::fmt::Display| IdpError::Unavailable(format!("{url}: {e}"));
-        let endpoints: Endpoints = self
-            .http
-            .get(&url)
-            .send()
+        let doc = self
+            .id_tokens
+            .discovery()
             .await
-            .map_err(|e| unavailable(&e))?
-            .error_for_status()
-            .map_err(|e| unavailable(&e))?
-            .json()
-            .await
-            .map_err(|e| unavailable(&e))?;
-        if endpoints.issuer != self.config.issuer {
-            return Err(IdpError::Unavailable(format!(
-                "{url} names issuer {}, not the configured {}",
-                endpoints.issuer, self.config.issuer
-            )));
+            .map_err(IdpError::Unavailable)?;
+        match (&doc.authorization_endpoint, &doc.token_endpoint) {
+            (Some(authorization), Some(token)) => Ok(Endpoints {
+                authorization: authorization.clone(),
+                token: token.clone(),
+            }),
+            _ => Err(IdpError::Unavailable(format!(
+                "the discovery document of {} names no authorization_endpoint or token_endpoint",
+                self.config.issuer
+            ))),
         }
-        *self.endpoints.write().expect("lock") = Some(endpoints.clone());
-        Ok(endpoints)
     }
 
     /// Where to send the user: the IdP's authorization endpoint with the gateway's client,
@@ -119,7 +105,7 @@ impl Idp {
         state: &str,
         code_challenge: &str,
     ) -> Result<Url, IdpError> {
-        let mut url = self.endpoints().await?.authorization_endpoint;
+        let mut url = self.endpoints().await?.authorization;
         url.query_pairs_mut()
             .append_pair("client_id", &self.config.client_id)
             .append_pair("response_type", "code")
@@ -153,11 +139,11 @@ impl Idp {
         ];
         let response = self
             .http
-            .post(endpoints.token_endpoint.clone())
+            .post(endpoints.token.clone())
             .form(&form)
             .send()
             .await
-            .map_err(|e| IdpError::Unavailable(e.without_url().to_string()))?;
+            .map_err(|e| IdpError::Unavailable(fetch::describe(&e)))?;
         let status = response.status();
         #[derive(Deserialize)]
         struct TokenResponse {
@@ -166,9 +152,14 @@ impl Idp {
             #[serde(default)]
             error: Option<String>,
         }
-        let body: TokenResponse = response.json().await.map_err(|_| {
-            IdpError::Unavailable(format!("token endpoint answered {status} without JSON"))
-        })?;
+        let body: TokenResponse = fetch::read_json(response, MAX_TOKEN_RESPONSE_BYTES)
+            .await
+            .map_err(|e| match e {
+                ReadError::NotJson { .. } => {
+                    IdpError::Unavailable(format!("token endpoint answered {status} without JSON"))
+                }
+                e => IdpError::Unavailable(format!("token endpoint answered {status}: {e}")),
+            })?;
         if !status.is_success() {
             // Only the error code: descriptions can echo request parameters.
             return Err(IdpError::Refused(
@@ -184,5 +175,97 @@ impl Idp {
             .authenticate(Some(&header))
             .await
             .map_err(|e| IdpError::BadIdToken(e.reason()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::IdpPreset;
+    use crate::fetch::tests::serve_routes;
+
+    /// An IdP whose token endpoint answers `token_body`, and whose discovery document is
+    /// padded to `discovery_len` bytes.
+    async fn idp(token_body: Vec<u8>, discovery_len: usize) -> Idp {
+        let base = serve_routes(
+            move |base, path| match path {
+                "/.well-known/openid-configuration" => {
+                    let mut doc = serde_json::json!({
+                        "issuer": base,
+                        "jwks_uri": format!("{base}/keys"),
+                        "authorization_endpoint": format!("{base}/authorize"),
+                        "token_endpoint": format!("{base}/token"),
+                    })
+                    .to_string()
+                    .into_bytes();
+                    if doc.len() < discovery_len {
+                        doc.resize(discovery_len, b' ');
+                    }
+                    (200, doc)
+                }
+                "/token" => (200, token_body.clone()),
+                _ => (404, b"{}".to_vec()),
+            },
+            // No length: the limit must hold while reading, not only from the header.
+            false,
+        )
+        .await;
+        let secret = std::env::temp_dir().join(format!(
+            "mcpgw-idp-secret-{}-{}",
+            std::process::id(),
+            rand::random::<u32>()
+        ));
+        std::fs::write(&secret, "s3cret\n").unwrap();
+        Idp::new(
+            IdpConfig {
+                issuer: base,
+                client_id: "gateway".into(),
+                client_secret_file: secret,
+                scopes: vec!["openid".into()],
+                preset: IdpPreset::Generic,
+            },
+            Vec::new(),
+            Arc::new(Metrics::new()),
+        )
+    }
+
+    #[tokio::test]
+    async fn the_idp_answers_are_size_limited() {
+        // A token endpoint answer past the limit is refused, not read into memory.
+        let huge = vec![b' '; MAX_TOKEN_RESPONSE_BYTES + 1];
+        let error = idp(huge, 0)
+            .await
+            .redeem("code", "verifier", "https://gw.example/oauth/callback")
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&error, IdpError::Unavailable(m) if m.contains("larger than 65536 bytes")),
+            "{error}"
+        );
+        // Under the limit, the answer is read (and here found to have no ID token).
+        let error = idp(br#"{"token_type":"Bearer"}"#.to_vec(), 0)
+            .await
+            .redeem("code", "verifier", "https://gw.example/oauth/callback")
+            .await
+            .unwrap_err();
+        assert!(matches!(error, IdpError::BadIdToken(_)), "{error}");
+
+        // So is a discovery document past the limit.
+        let error = idp(Vec::new(), crate::discovery::MAX_DOCUMENT_BYTES + 1)
+            .await
+            .authorization_url("https://gw.example/oauth/callback", "state", "challenge")
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&error, IdpError::Unavailable(m) if m.contains("more than")),
+            "{error}"
+        );
+        // And the endpoints come from the document when it fits.
+        let url = idp(Vec::new(), 0)
+            .await
+            .authorization_url("https://gw.example/oauth/callback", "state", "challenge")
+            .await
+            .unwrap();
+        assert!(url.path().ends_with("/authorize"), "{url}");
     }
 }

@@ -10,11 +10,12 @@ use hkdf::Hkdf;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use crate::session::{SessionKeyError, SessionSealer};
+use crate::seal::Sealer;
+use crate::session::{KeysFileError, parse_keys};
 
 pub struct FacadeKeys {
     /// Seals with the current key, opens with any.
-    pub sealer: SessionSealer,
+    pub sealer: Sealer,
     signing: SigningKey,
     kid: String,
     /// The public keys of every secret, as a JWKS document.
@@ -45,12 +46,11 @@ fn kid(key: &SigningKey) -> String {
 impl FacadeKeys {
     pub fn new(secrets: &[[u8; 32]]) -> Self {
         assert!(!secrets.is_empty(), "at least one facade key");
-        let sealer = SessionSealer::new(
-            secrets
-                .iter()
-                .map(|s| derive(s, "mcp-gateway facade seal v1"))
-                .collect(),
-        );
+        let sealing: Vec<[u8; 32]> = secrets
+            .iter()
+            .map(|s| derive(s, "mcp-gateway facade seal v1"))
+            .collect();
+        let sealer = Sealer::new(&sealing);
         let signers: Vec<SigningKey> = secrets
             .iter()
             .map(|s| SigningKey::from_bytes(&derive(s, "mcp-gateway facade sign v1")))
@@ -72,8 +72,8 @@ impl FacadeKeys {
     }
 
     /// Reads the keys file (the session keys file's format).
-    pub fn from_file_text(text: &str) -> Result<Self, SessionKeyError> {
-        Ok(Self::new(&crate::session::parse_keys(text)?))
+    pub fn from_file_text(text: &str) -> Result<Self, KeysFileError> {
+        Ok(Self::new(&parse_keys(text)?))
     }
 
     pub fn jwks(&self) -> &str {
@@ -115,8 +115,8 @@ mod tests {
         assert_ne!(derive(&[1; 32], "a"), derive(&[1; 32], "b"));
         // Another replica with the same secrets opens what this one sealed.
         let other = FacadeKeys::new(&[[1; 32], [2; 32]]);
-        let sealed = keys.sealer.seal("aad", "hello");
-        assert_eq!(other.sealer.open("aad", &sealed).unwrap(), "hello");
+        let sealed = keys.sealer.seal(b"aad", "hello");
+        assert_eq!(other.sealer.open(b"aad", &sealed).unwrap(), "hello");
         assert_eq!(other.jwks(), keys.jwks());
     }
 }

@@ -9,10 +9,16 @@
 //! or refresh token is used once — is remembered per replica only; docs/entra.md says what
 //! that allows.
 //!
+//! One file per flow, in the order a sign-in goes through them: `register` (DCR, and which
+//! client a `client_id` names), `authorize` (the request, the consent page and the user's
+//! answer), `callback` (back from the IdP: its code for ours), `token` (codes and refresh
+//! tokens for access tokens). Their parts:
 //! - `grants`: the sealed state; `pkce`; `client`: registration and redirect URI rules;
 //! - `cimd`: fetching metadata documents with SSRF guards; `idp`: the upstream IdP;
 //! - `keys`: the facade key file; `pages`: the consent and error pages.
 
+mod authorize;
+mod callback;
 mod cimd;
 pub mod client;
 pub mod grants;
@@ -20,6 +26,8 @@ mod idp;
 pub mod keys;
 mod pages;
 pub mod pkce;
+mod register;
+mod token;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -33,9 +41,11 @@ use serde_json::{Value, json};
 use self::client::Client;
 use self::grants::{Code, Kind, Refresh, Registration, Transaction};
 use self::keys::FacadeKeys;
-use crate::body::{self, Body};
+use crate::body::Body;
 use crate::config::{Config, FacadeConfig};
 use crate::metrics::{Metrics, OauthLabels};
+use crate::polled_file::KeysFile;
+use crate::response;
 
 /// The facade's endpoints.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -104,7 +114,8 @@ pub struct Facade {
     scopes: Vec<String>,
     access_ttl: u64,
     refresh_ttl: u64,
-    keys: FacadeKeys,
+    /// Followed while the sidecar runs: a rotated facade keys file needs no restart.
+    keys: Arc<KeysFile<FacadeKeys>>,
     idp: idp::Idp,
     documents: Option<cimd::MetadataFetcher>,
     used_codes: moka::sync::Cache<String, ()>,
@@ -165,20 +176,7 @@ fn same_resource(a: &str, b: &str) -> bool {
 }
 
 fn json_response(status: StatusCode, value: &Value) -> Response<Body> {
-    let mut r = Response::new(body::full(value.to_string()));
-    *r.status_mut() = status;
-    let h = r.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    // Public endpoints without cookies: browser-based clients may call them.
-    h.insert(
-        header::ACCESS_CONTROL_ALLOW_ORIGIN,
-        HeaderValue::from_static("*"),
-    );
-    r
+    response::oauth_json(status, value.to_string())
 }
 
 /// An OAuth error response (RFC 6749 §5.2).
@@ -189,50 +187,20 @@ fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response<B
     )
 }
 
-fn html(status: StatusCode, text: String) -> Response<Body> {
-    let mut r = Response::new(body::full(text));
-    *r.status_mut() = status;
-    let h = r.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    h.insert(
-        "content-security-policy",
-        HeaderValue::from_static(
-            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self' https: http://127.0.0.1:* http://localhost:*; frame-ancestors 'none'",
-        ),
-    );
-    h.insert("x-frame-options", HeaderValue::from_static("DENY"));
-    h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
-    r
-}
-
 fn error_page(message: &str) -> Response<Body> {
-    html(StatusCode::BAD_REQUEST, pages::error(message))
+    response::html(StatusCode::BAD_REQUEST, pages::error(message))
 }
 
+/// A redirect, or the error page when `location` cannot be sent as one.
 fn redirect(location: &str) -> Response<Body> {
-    let mut r = Response::new(body::empty());
-    *r.status_mut() = StatusCode::FOUND;
-    let h = r.headers_mut();
-    match HeaderValue::from_str(location) {
-        Ok(v) => {
-            h.insert(header::LOCATION, v);
-        }
-        Err(_) => return error_page("the redirect URI cannot be used"),
-    }
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
-    r
+    response::redirect(location).unwrap_or_else(|| error_page("the redirect URI cannot be used"))
 }
 
 impl Facade {
     pub fn new(
         config: &Config,
         facade: &FacadeConfig,
-        keys: FacadeKeys,
+        keys: Arc<KeysFile<FacadeKeys>>,
         metrics: Arc<Metrics>,
     ) -> Result<Self, String> {
         let documents = if facade.client_metadata_documents.enabled {
@@ -280,9 +248,9 @@ impl Facade {
         &self.issuer
     }
 
-    /// The JWKS the resource-server side verifies the facade's access tokens with.
-    pub fn jwks(&self) -> &str {
-        self.keys.jwks()
+    /// The keys in use: each request takes them once, so a rotation never splits one.
+    fn keys(&self) -> Arc<FacadeKeys> {
+        self.keys.current()
     }
 
     fn url(&self, endpoint: &str) -> String {
@@ -313,13 +281,7 @@ impl Facade {
                 (json_response(StatusCode::OK, &self.metadata()), "ok")
             }
             (Endpoint::Jwks, &Method::GET | &Method::HEAD) => {
-                let mut r = json_response(StatusCode::OK, &Value::Null);
-                *r.body_mut() = body::full(self.keys.jwks().to_string());
-                r.headers_mut().insert(
-                    header::CACHE_CONTROL,
-                    HeaderValue::from_static("max-age=300"),
-                );
-                (r, "ok")
+                (response::public_json(self.keys().jwks().to_string()), "ok")
             }
             (Endpoint::Register, &Method::POST) => self.register(&body),
             (Endpoint::Authorize, &Method::GET) => self.authorize(query.unwrap_or_default()).await,
@@ -328,98 +290,13 @@ impl Facade {
                 self.callback(query.unwrap_or_default(), headers).await
             }
             (Endpoint::Token, &Method::POST) => self.token(&body),
-            _ => {
-                let mut r = Response::new(body::full("method not allowed"));
-                *r.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
-                (r, "method_not_allowed")
-            }
+            _ => (
+                response::plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
+                "method_not_allowed",
+            ),
         };
         self.count(endpoint, outcome);
         response
-    }
-
-    /// RFC 8414 metadata (also served at the OpenID discovery paths clients probe).
-    pub fn metadata(&self) -> Value {
-        json!({
-            "issuer": self.issuer,
-            "authorization_endpoint": self.url("authorize"),
-            "token_endpoint": self.url("token"),
-            "registration_endpoint": self.url("register"),
-            "jwks_uri": self.url("jwks"),
-            "scopes_supported": self.scopes,
-            "response_types_supported": ["code"],
-            "response_modes_supported": ["query"],
-            "grant_types_supported": ["authorization_code", "refresh_token"],
-            "token_endpoint_auth_methods_supported": ["none"],
-            "code_challenge_methods_supported": ["S256"],
-            "client_id_metadata_document_supported": self.documents.is_some(),
-            "authorization_response_iss_parameter_supported": true,
-            "subject_types_supported": ["public"],
-            "id_token_signing_alg_values_supported": ["EdDSA"],
-        })
-    }
-
-    /// Dynamic Client Registration (RFC 7591): the answer's `client_id` is the registration.
-    fn register(&self, body: &[u8]) -> (Response<Body>, &'static str) {
-        let Ok(metadata) = serde_json::from_slice::<client::Metadata>(body) else {
-            return (
-                oauth_error(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_client_metadata",
-                    "the registration request is not a JSON object",
-                ),
-                "invalid",
-            );
-        };
-        if let Err(refusal) = client::check_metadata(&metadata) {
-            return (
-                oauth_error(StatusCode::BAD_REQUEST, refusal.error, &refusal.description),
-                "invalid",
-            );
-        }
-        let registration = Registration {
-            redirect_uris: metadata.redirect_uris,
-            client_name: metadata.client_name,
-            issued_at: now(),
-        };
-        let Some(client_id) = grants::seal(&self.keys.sealer, Kind::Client, &registration) else {
-            return (
-                oauth_error(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_client_metadata",
-                    "the registration is too large",
-                ),
-                "invalid",
-            );
-        };
-        let answer = json!({
-            "client_id": client_id,
-            "client_id_issued_at": registration.issued_at,
-            "redirect_uris": registration.redirect_uris,
-            "client_name": registration.client_name,
-            "grant_types": ["authorization_code", "refresh_token"],
-            "response_types": ["code"],
-            "token_endpoint_auth_method": "none",
-        });
-        (json_response(StatusCode::CREATED, &answer), "ok")
-    }
-
-    /// The client behind a `client_id`: a sealed registration, or a metadata document URL.
-    async fn client(&self, client_id: &str) -> Result<Client, String> {
-        if client_id.starts_with("https://") {
-            return match &self.documents {
-                Some(fetcher) => fetcher.client(client_id).await.map_err(|r| r.description),
-                None => Err("client metadata documents are not accepted by this gateway".into()),
-            };
-        }
-        let registration: Registration = grants::open(&self.keys.sealer, Kind::Client, client_id)
-            .ok_or("the client_id was not issued by this gateway")?;
-        Ok(Client {
-            client_id: client_id.to_string(),
-            name: registration.client_name,
-            redirect_uris: registration.redirect_uris,
-            metadata_document: false,
-        })
     }
 
     /// Sends an error to the client's (verified) redirect URI.
@@ -446,404 +323,25 @@ impl Facade {
         redirect(url.as_str())
     }
 
-    /// `/authorize`: checks the client and its redirect URI (errors shown, not redirected),
-    /// then the request (errors redirected), then asks the user.
-    async fn authorize(&self, query: &str) -> (Response<Body>, &'static str) {
-        let Some(p) = params(query) else {
-            return (error_page("a request parameter is repeated"), "invalid");
-        };
-        let Some(client_id) = p.get("client_id") else {
-            return (error_page("the request names no client_id"), "invalid");
-        };
-        let client = match self.client(client_id).await {
-            Ok(c) => c,
-            Err(why) => return (error_page(&why), "invalid_client"),
-        };
-        let redirect_uri = match (p.get("redirect_uri"), client.redirect_uris.as_slice()) {
-            (Some(r), registered) if client::match_redirect_uri(registered, r).is_some() => {
-                r.clone()
-            }
-            (Some(_), _) => {
-                return (
-                    error_page("the redirect_uri is not one this client registered"),
-                    "invalid_redirect_uri",
-                );
-            }
-            (None, [only]) => only.clone(),
-            (None, _) => return (error_page("the request names no redirect_uri"), "invalid"),
-        };
-        let state = p.get("state").map(String::as_str);
-        if state.is_some_and(|s| s.len() > MAX_STATE_LEN) {
-            return (error_page("the state parameter is too long"), "invalid");
-        }
-        let fail = |error: &str, description: &str| {
-            (
-                self.redirect_error(&redirect_uri, state, error, description),
-                "invalid",
-            )
-        };
-        if p.get("response_type").map(String::as_str) != Some("code") {
-            return fail("unsupported_response_type", "response_type must be code");
-        }
-        let challenge = match (
-            p.get("code_challenge"),
-            p.get("code_challenge_method").map(String::as_str),
-        ) {
-            (Some(c), Some("S256")) if pkce::is_valid_challenge(c) => c.clone(),
-            _ => {
-                return fail(
-                    "invalid_request",
-                    "PKCE is required: code_challenge with code_challenge_method S256",
-                );
-            }
-        };
-        if let Some(resource) = p.get("resource")
-            && !same_resource(resource, &self.resource)
-        {
-            return fail("invalid_target", "resource is not this MCP server");
-        }
-        let nonce = pkce::random_token();
-        let transaction = Transaction {
-            client_id: client_key(&client.client_id),
-            redirect_uri: redirect_uri.clone(),
-            state: state.map(str::to_string),
-            code_challenge: challenge,
-            scopes: self.scopes.clone(),
-            nonce: nonce.clone(),
-            idp_verifier: pkce::random_token(),
-            exp: now() + TRANSACTION_TTL,
-        };
-        let Some(sealed) = grants::seal(&self.keys.sealer, Kind::Transaction, &transaction) else {
-            return (
-                error_page("the authorization request is too large"),
-                "invalid",
-            );
-        };
-        let page = pages::consent(&pages::Consent {
-            client_name: client.name.as_deref(),
-            client_id: &client.client_id,
-            metadata_document: client.metadata_document,
-            redirect_uri: &redirect_uri,
-            resource: &self.resource,
-            scopes: &self.scopes,
-            action: &self.url("consent"),
-            nonce: &nonce,
-        });
-        let mut response = html(StatusCode::OK, page);
-        self.set_cookie(&mut response, &nonce, &sealed, TRANSACTION_TTL);
-        (response, "consent_asked")
-    }
-
-    fn set_cookie(&self, response: &mut Response<Body>, nonce: &str, value: &str, max_age: u64) {
-        let secure = if self.secure_cookies { "; Secure" } else { "" };
-        let cookie = format!(
-            "{COOKIE_PREFIX}{nonce}={value}; Path={}; Max-Age={max_age}; HttpOnly; SameSite=Lax{secure}",
-            self.cookie_path
-        );
-        if let Ok(v) = HeaderValue::from_str(&cookie) {
-            response.headers_mut().append(header::SET_COOKIE, v);
-        }
-    }
-
-    /// The pending sign-in whose nonce this is, from the browser's cookie.
-    fn transaction(&self, headers: &HeaderMap, nonce: &str) -> Result<Transaction, &'static str> {
-        let sealed = cookie(headers, &format!("{COOKIE_PREFIX}{nonce}"))
-            .ok_or("this sign-in was started in another browser, or it expired: start again from your MCP client")?;
-        let transaction: Transaction =
-            grants::open(&self.keys.sealer, Kind::Transaction, sealed)
-                .ok_or("this sign-in is not valid: start again from your MCP client")?;
-        if transaction.nonce != nonce || transaction.exp <= now() {
-            return Err("this sign-in expired: start again from your MCP client");
-        }
-        Ok(transaction)
-    }
-
-    /// The user's answer on the consent page.
-    async fn consent(&self, headers: &HeaderMap, body: &[u8]) -> (Response<Body>, &'static str) {
-        let Some(p) = std::str::from_utf8(body).ok().and_then(params) else {
-            return (error_page("the form is not valid"), "invalid");
-        };
-        let Some(nonce) = p.get("nonce") else {
-            return (error_page("the form is not valid"), "invalid");
-        };
-        let transaction = match self.transaction(headers, nonce) {
-            Ok(t) => t,
-            Err(why) => return (error_page(why), "invalid"),
-        };
-        if p.get("decision").map(String::as_str) != Some("approve") {
-            return (
-                self.redirect_error(
-                    &transaction.redirect_uri,
-                    transaction.state.as_deref(),
-                    "access_denied",
-                    "the user denied access",
-                ),
-                "denied",
-            );
-        }
-        match self
-            .idp
-            .authorization_url(
-                &self.url("callback"),
-                nonce,
-                &pkce::challenge(&transaction.idp_verifier),
-            )
-            .await
-        {
-            Ok(url) => (redirect(url.as_str()), "approved"),
-            Err(error) => {
-                tracing::warn!(%error, "cannot send the user to the IdP");
-                (
-                    self.redirect_error(
-                        &transaction.redirect_uri,
-                        transaction.state.as_deref(),
-                        "temporarily_unavailable",
-                        "the identity provider cannot be reached",
-                    ),
-                    "idp_unavailable",
-                )
-            }
-        }
-    }
-
-    /// The IdP sends the user back here: redeem its code, then hand the client ours.
-    async fn callback(&self, query: &str, headers: &HeaderMap) -> (Response<Body>, &'static str) {
-        let Some(p) = params(query) else {
-            return (error_page("a response parameter is repeated"), "invalid");
-        };
-        let Some(nonce) = p.get("state") else {
-            return (
-                error_page("the identity provider's answer has no state"),
-                "invalid",
-            );
-        };
-        let transaction = match self.transaction(headers, nonce) {
-            Ok(t) => t,
-            Err(why) => return (error_page(why), "invalid"),
-        };
-        let state = transaction.state.as_deref();
-        let mut response = match (p.get("code"), p.get("error")) {
-            (Some(code), None) => {
-                match self
-                    .idp
-                    .redeem(code, &transaction.idp_verifier, &self.url("callback"))
-                    .await
-                {
-                    Ok(principal) => {
-                        let code = Code {
-                            client_id: transaction.client_id.clone(),
-                            redirect_uri: transaction.redirect_uri.clone(),
-                            code_challenge: transaction.code_challenge.clone(),
-                            scopes: transaction.scopes.clone(),
-                            subject: principal.subject,
-                            jti: pkce::random_token(),
-                            exp: now() + CODE_TTL,
-                        };
-                        let Some(sealed) = grants::seal(&self.keys.sealer, Kind::Code, &code)
-                        else {
-                            return (
-                                self.redirect_error(
-                                    &transaction.redirect_uri,
-                                    state,
-                                    "server_error",
-                                    "the identity provider's subject is too large",
-                                ),
-                                "invalid",
-                            );
-                        };
-                        let mut url = url::Url::parse(&transaction.redirect_uri)
-                            .expect("checked at /authorize");
-                        {
-                            let mut q = url.query_pairs_mut();
-                            q.append_pair("code", &sealed);
-                            if let Some(state) = state {
-                                q.append_pair("state", state);
-                            }
-                            q.append_pair("iss", &self.issuer);
-                        }
-                        (redirect(url.as_str()), "ok")
-                    }
-                    Err(error) => {
-                        tracing::warn!(%error, "sign-in at the IdP failed");
-                        (
-                            self.redirect_error(
-                                &transaction.redirect_uri,
-                                state,
-                                "access_denied",
-                                "signing in at the identity provider failed",
-                            ),
-                            "idp_refused",
-                        )
-                    }
-                }
-            }
-            _ => (
-                self.redirect_error(
-                    &transaction.redirect_uri,
-                    state,
-                    "access_denied",
-                    "the identity provider did not sign the user in",
-                ),
-                "idp_error",
-            ),
-        };
-        // The pending sign-in is over either way.
-        self.set_cookie(&mut response.0, nonce, "", 0);
-        response
-    }
-
-    /// `/token`: authorization_code (PKCE) and refresh_token (rotating) grants.
-    fn token(&self, body: &[u8]) -> (Response<Body>, &'static str) {
-        let Some(p) = std::str::from_utf8(body).ok().and_then(params) else {
-            return (
-                oauth_error(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_request",
-                    "the body must be form-encoded with no repeated parameter",
-                ),
-                "invalid",
-            );
-        };
-        if let Some(resource) = p.get("resource")
-            && !same_resource(resource, &self.resource)
-        {
-            return (
-                oauth_error(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_target",
-                    "resource is not this MCP server",
-                ),
-                "invalid_target",
-            );
-        }
-        let result = match p.get("grant_type").map(String::as_str) {
-            Some("authorization_code") => self.redeem_code(&p),
-            Some("refresh_token") => self.refresh(&p),
-            _ => Err((
-                "unsupported_grant_type",
-                "grant_type must be authorization_code or refresh_token",
-            )),
-        };
-        match result {
-            Ok(tokens) => (json_response(StatusCode::OK, &tokens), "ok"),
-            Err((error, description)) => (
-                oauth_error(StatusCode::BAD_REQUEST, error, description),
-                "refused",
-            ),
-        }
-    }
-
-    fn redeem_code(
-        &self,
-        p: &HashMap<String, String>,
-    ) -> Result<Value, (&'static str, &'static str)> {
-        let invalid = |d| ("invalid_grant", d);
-        let code: Code = p
-            .get("code")
-            .and_then(|c| grants::open(&self.keys.sealer, Kind::Code, c))
-            .ok_or(invalid("the code is not valid"))?;
-        if code.exp <= now() {
-            return Err(invalid("the code has expired"));
-        }
-        if p.get("client_id").map(|c| client_key(c)) != Some(code.client_id.clone()) {
-            return Err(invalid("the code was issued to another client"));
-        }
-        if p.get("redirect_uri")
-            .is_some_and(|r| *r != code.redirect_uri)
-        {
-            return Err(invalid(
-                "redirect_uri differs from the authorization request's",
-            ));
-        }
-        let verifier = p
-            .get("code_verifier")
-            .map(String::as_str)
-            .unwrap_or_default();
-        if !pkce::verifies(verifier, &code.code_challenge) {
-            return Err(invalid("code_verifier does not match the code_challenge"));
-        }
-        // Checked last, so a failed attempt does not burn the code for its rightful owner.
-        if self.used_codes.contains_key(&code.jti) {
-            return Err(invalid("the code was already used"));
-        }
-        self.used_codes.insert(code.jti.clone(), ());
-        Ok(self.issue(
-            &code.client_id,
-            &code.subject,
-            &code.scopes,
-            pkce::random_token(),
-        ))
-    }
-
-    fn refresh(&self, p: &HashMap<String, String>) -> Result<Value, (&'static str, &'static str)> {
-        let invalid = |d| ("invalid_grant", d);
-        let refresh: Refresh = p
-            .get("refresh_token")
-            .and_then(|t| grants::open(&self.keys.sealer, Kind::Refresh, t))
-            .ok_or(invalid("the refresh token is not valid"))?;
-        if refresh.exp <= now() {
-            return Err(invalid("the refresh token has expired"));
-        }
-        if p.get("client_id").map(|c| client_key(c)) != Some(refresh.client_id.clone()) {
-            return Err(invalid("the refresh token was issued to another client"));
-        }
-        if self.revoked_families.contains_key(&refresh.family) {
-            return Err(invalid("the refresh token was revoked"));
-        }
-        if self.used_refresh_tokens.contains_key(&refresh.jti) {
-            // Reuse means two parties hold it: end the whole sign-in (OAuth 2.1 §4.3.1).
-            self.revoked_families.insert(refresh.family.clone(), ());
-            tracing::warn!("a refresh token was used twice; its sign-in is revoked");
-            return Err(invalid("the refresh token was already used"));
-        }
-        self.used_refresh_tokens.insert(refresh.jti.clone(), ());
-        Ok(self.issue(
-            &refresh.client_id,
-            &refresh.subject,
-            &refresh.scopes,
-            refresh.family,
-        ))
-    }
-
-    /// An access token (a JWT for this resource) and a new refresh token.
-    fn issue(&self, client_id: &str, subject: &str, scopes: &[String], family: String) -> Value {
-        let issued = now();
-        let scope = scopes.join(" ");
-        let access = self.keys.sign(&json!({
-            "iss": self.issuer,
-            "aud": self.resource,
-            "sub": subject,
-            "client_id": client_id,
-            "scope": scope,
-            "iat": issued,
-            "nbf": issued,
-            "exp": issued + self.access_ttl,
-            "jti": pkce::random_token(),
-        }));
-        let refresh = grants::seal(
-            &self.keys.sealer,
-            Kind::Refresh,
-            &Refresh {
-                client_id: client_id.to_string(),
-                subject: subject.to_string(),
-                scopes: scopes.to_vec(),
-                family,
-                jti: pkce::random_token(),
-                exp: issued + self.refresh_ttl,
-            },
-        );
-        // A refresh token is never larger than the code or refresh token it replaces, so it
-        // always seals; were it not to, the client signs in again when the access expires.
-        let mut tokens = json!({
-            "access_token": access,
-            "token_type": "Bearer",
-            "expires_in": self.access_ttl,
-            "scope": scope,
-        });
-        if let Some(refresh) = refresh {
-            tokens["refresh_token"] = Value::String(refresh);
-        }
-        tokens
+    /// RFC 8414 metadata (also served at the OpenID discovery paths clients probe).
+    pub fn metadata(&self) -> Value {
+        json!({
+            "issuer": self.issuer,
+            "authorization_endpoint": self.url("authorize"),
+            "token_endpoint": self.url("token"),
+            "registration_endpoint": self.url("register"),
+            "jwks_uri": self.url("jwks"),
+            "scopes_supported": self.scopes,
+            "response_types_supported": ["code"],
+            "response_modes_supported": ["query"],
+            "grant_types_supported": ["authorization_code", "refresh_token"],
+            "token_endpoint_auth_methods_supported": ["none"],
+            "code_challenge_methods_supported": ["S256"],
+            "client_id_metadata_document_supported": self.documents.is_some(),
+            "authorization_response_iss_parameter_supported": true,
+            "subject_types_supported": ["public"],
+            "id_token_signing_alg_values_supported": ["EdDSA"],
+        })
     }
 }
 

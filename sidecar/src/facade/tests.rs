@@ -26,7 +26,7 @@ fn facade() -> Facade {
     Facade::new(
         &config,
         settings,
-        FacadeKeys::new(&[[3; 32]]),
+        KeysFile::fixed(FacadeKeys::new(&[[3; 32]])),
         Arc::new(Metrics::new()),
     )
     .unwrap()
@@ -75,7 +75,7 @@ const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
 
 fn code_for(f: &Facade, client_id: &str, exp: u64) -> String {
     grants::seal(
-        &f.keys.sealer,
+        &f.keys().sealer,
         Kind::Code,
         &Code {
             client_id: client_key(client_id),
@@ -298,7 +298,7 @@ async fn codes_need_the_verifier_the_client_and_single_use() {
             jwks_uri: None,
             leeway_seconds: 60,
         },
-        f.jwks(),
+        f.keys().jwks(),
         16 * 1024,
         Arc::new(Metrics::new()),
     )

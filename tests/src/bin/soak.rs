@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use futures::StreamExt;
-use mcp_gateway_sidecar::config::Config;
+use mcp_gateway_contract::config::Config;
 use mcp_gateway_tests::TempDir;
 use mcp_gateway_tests::fixtures::{self, Idp, Standin};
 use mcp_gateway_tests::process::ProcStats;

@@ -4,7 +4,8 @@
 //! service account token as the client assertion, re-read from its file for every token
 //! request because the kubelet rotates it), cached until shortly before it expires; then
 //! `GET {vault}/secrets/{name}?api-version=7.4`. Scheduling (periodic, on demand, single
-//! flight) lives in [`crate::key`]; this module only knows how to talk to Entra and Key Vault.
+//! flight) lives in [`super::key_vault`]; this module only knows how to talk to Entra and Key
+//! Vault.
 //!
 //! Nothing secret ever reaches an error or a log: not the key, the access token nor the
 //! assertion. Error bodies are summarised by their error *codes* only, because an Entra
@@ -18,8 +19,9 @@ use http::HeaderValue;
 use serde::Deserialize;
 use url::Url;
 
+use super::value::{KeyFileError, parse_key};
 use crate::config::{KeyVaultConfig, https_or_loopback, is_id_segment};
-use crate::key::{KeyFileError, parse_key};
+use crate::fetch::{self, Redirects};
 
 /// The token scope for Key Vault's data plane.
 pub const SCOPE: &str = "https://vault.azure.net/.default";
@@ -27,7 +29,6 @@ pub const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jw
 pub const API_VERSION: &str = "7.4";
 pub const DEFAULT_AUTHORITY_HOST: &str = "https://login.microsoftonline.com/";
 
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Token and secret responses are small; anything larger is not what we asked for.
 const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -190,14 +191,8 @@ pub struct KeyVaultClient {
 
 impl KeyVaultClient {
     pub fn new(settings: KeyVaultSettings) -> Self {
-        let http = reqwest::Client::builder()
-            .connect_timeout(CONNECT_TIMEOUT)
-            .timeout(REQUEST_TIMEOUT)
-            // Never follow a redirect with a bearer token or an assertion.
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("mcp-gateway-sidecar/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .expect("the HTTP client for Key Vault builds (rustls with bundled roots)");
+        // Never follow a redirect with a bearer token or an assertion.
+        let http = fetch::client(REQUEST_TIMEOUT, Redirects::Never);
         Self {
             settings,
             http,
@@ -287,7 +282,7 @@ impl KeyVaultClient {
             .map_err(|e| {
                 FetchError::Unreachable(format!(
                     "the Entra token endpoint {url} is unreachable: {}",
-                    chain(&e)
+                    fetch::describe(&e)
                 ))
             })?;
         let status = response.status();
@@ -374,7 +369,7 @@ impl KeyVaultClient {
             .header(http::header::ACCEPT, "application/json")
             .send()
             .await
-            .map_err(|e| unreachable(chain(&e)))?;
+            .map_err(|e| unreachable(fetch::describe(&e)))?;
         let status = response.status();
         let body = read_capped(response).await.map_err(unreachable)?;
         Ok((status, body))
@@ -519,43 +514,10 @@ fn key_vault_error_codes(body: &[u8]) -> String {
     }
 }
 
-/// An error and its causes, without the URL (which the caller names itself).
-fn chain(error: &reqwest::Error) -> String {
-    let mut text = if error.is_timeout() {
-        "timed out".to_string()
-    } else if error.is_connect() {
-        "cannot connect".to_string()
-    } else {
-        "request failed".to_string()
-    };
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
-}
-
-async fn read_capped(mut response: reqwest::Response) -> Result<Vec<u8>, String> {
-    let too_large = || format!("the answer is larger than {MAX_BODY_BYTES} bytes");
-    if response
-        .content_length()
-        .is_some_and(|n| n > MAX_BODY_BYTES as u64)
-    {
-        return Err(too_large());
-    }
-    let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(|e| chain(&e))? {
-        if body.len() + chunk.len() > MAX_BODY_BYTES {
-            return Err(too_large());
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
+async fn read_capped(response: reqwest::Response) -> Result<Vec<u8>, String> {
+    fetch::read_capped(response, MAX_BODY_BYTES)
+        .await
+        .map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

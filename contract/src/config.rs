@@ -12,7 +12,12 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 use url::Url;
 
-pub use mcp_gateway_crds::v1alpha1::Transport;
+use crate::paths::{ADMIN_PORT, PUBLIC_PORT};
+
+/// The Functions MCP extension's Streamable HTTP path.
+pub const DEFAULT_UPSTREAM_PATH: &str = "/runtime/webhooks/mcp";
+/// The header the Functions host reads a key from.
+pub const DEFAULT_KEY_HEADER: &str = "x-functions-key";
 
 /// The whole sidecar configuration.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -44,6 +49,15 @@ pub struct Config {
     /// URL's own origin is always allowed; `*` allows every origin.
     #[serde(default)]
     pub allowed_origins: Vec<String>,
+}
+
+/// An MCP transport the gateway exposes (the operator maps the CRD's own enum onto this).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Transport {
+    /// Streamable HTTP (MCP 2025-03-26 and later).
+    StreamableHttp,
+    /// Legacy HTTP+SSE (MCP 2024-11-05).
+    Sse,
 }
 
 /// The Function App.
@@ -308,16 +322,16 @@ impl Default for Limits {
 }
 
 fn default_listen() -> SocketAddr {
-    SocketAddr::from(([0, 0, 0, 0], 8080))
+    SocketAddr::from(([0, 0, 0, 0], PUBLIC_PORT))
 }
 fn default_admin_listen() -> SocketAddr {
-    SocketAddr::from(([0, 0, 0, 0], 9090))
+    SocketAddr::from(([0, 0, 0, 0], ADMIN_PORT))
 }
 fn default_path_prefix() -> String {
     "/".into()
 }
 fn default_upstream_path() -> String {
-    mcp_gateway_crds::v1alpha1::DEFAULT_UPSTREAM_PATH.into()
+    DEFAULT_UPSTREAM_PATH.into()
 }
 fn default_transports() -> Vec<Transport> {
     vec![Transport::StreamableHttp, Transport::Sse]
@@ -332,7 +346,7 @@ fn default_stream_idle_timeout() -> u32 {
     3600
 }
 fn default_key_header() -> String {
-    mcp_gateway_crds::v1alpha1::DEFAULT_KEY_HEADER.into()
+    DEFAULT_KEY_HEADER.into()
 }
 fn default_refresh_seconds() -> u32 {
     300
