@@ -487,6 +487,20 @@ impl Config {
         if !matches!(self.upstream.url.scheme(), "https" | "http") {
             return invalid("upstream.url must be an http(s) URL");
         }
+        // The key belongs in systemKey: a `?code=`, a password or a path here would be
+        // shown wherever the config is (a ConfigMap anyone with read access sees). The
+        // message never repeats the URL.
+        let url = &self.upstream.url;
+        if url.query().is_some()
+            || url.fragment().is_some()
+            || !url.username().is_empty()
+            || url.password().is_some()
+            || url.path() != "/"
+        {
+            return invalid(
+                "upstream.url must be the app's base URL (scheme, host, port), such as https://my-app.azurewebsites.net: the key belongs in systemKey and the MCP path in upstream.path",
+            );
+        }
         // Upstream URIs are built from it and must parse.
         if !self.upstream.path.starts_with('/')
             || !self
@@ -634,6 +648,26 @@ mod tests {
         let yaml = serde_yaml::to_string(&config).unwrap();
         let back: Config = serde_yaml::from_str(&yaml).unwrap();
         assert_eq!(config, back);
+    }
+
+    #[test]
+    fn an_upstream_url_carrying_a_key_or_a_path_is_refused_without_repeating_it() {
+        for url in [
+            "https://app.azurewebsites.net/runtime/webhooks/mcp?code=SYSKEY-x",
+            "https://app.azurewebsites.net/?code=SYSKEY-x",
+            "https://u:SYSKEY-x@app.azurewebsites.net",
+            "https://app.azurewebsites.net/#SYSKEY-x",
+            "https://app.azurewebsites.net/runtime/webhooks/mcp",
+        ] {
+            let mut config = example();
+            config.upstream.url = Url::parse(url).unwrap();
+            let err = config.validate().unwrap_err().to_string();
+            assert!(err.contains("base URL"), "{url}: {err}");
+            assert!(!err.contains("SYSKEY"), "{err}");
+        }
+        let mut config = example();
+        config.upstream.url = Url::parse("http://127.0.0.1:7071").unwrap();
+        assert!(config.validate().is_ok());
     }
 
     #[test]
