@@ -569,15 +569,19 @@ async fn authorization_server_gateways_get_facade_keys_mounts_and_routes() {
     );
 
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns.name);
-    let pod = deployments
-        .get("entra-gateway")
-        .await
-        .unwrap()
-        .spec
-        .unwrap()
-        .template
-        .spec
-        .unwrap();
+    // The keys Secret is created before the Deployment is applied: wait for both.
+    let pod = eventually(30, "the entra Deployment", || async {
+        deployments
+            .get("entra-gateway")
+            .await
+            .map_err(|e| e.to_string())
+    })
+    .await
+    .spec
+    .unwrap()
+    .template
+    .spec
+    .unwrap();
     let volumes = pod.volumes.unwrap();
     let secret_of = |name: &str| {
         volumes
