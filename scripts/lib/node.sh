@@ -423,7 +423,9 @@ EOF
 node_spawn() {
     local name="$1"; shift
     : >"$S_DIR/$name.log"
-    "$@" >>"$S_DIR/$name.log" 2>&1 </dev/null 3>&- &
+    # umask 022: the script's own is 077 (for its keys), which would make containerd's
+    # snapshot and kubelet's volume dirs unreadable for a pod's non-root user.
+    (umask 022 && exec "$@") >>"$S_DIR/$name.log" 2>&1 </dev/null 3>&- &
     NODE_SPAWNED=$!
     echo "MCPGW_PID_${name//-/_}=$NODE_SPAWNED" >>"$S_DIR/node-pids"
 }

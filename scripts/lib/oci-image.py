@@ -33,6 +33,12 @@ def blob(store, data, media_type):
 def layer_tar(files):
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        # The root first, so that the image's / is 0755 whatever umask made the snapshot.
+        root = tarfile.TarInfo("./")
+        root.type = tarfile.DIRTYPE
+        root.mode = 0o755
+        root.mtime = EPOCH
+        tar.addfile(root)
         dirs = set()
         for _, dest in files:
             parts = dest.strip("/").split("/")[:-1]
