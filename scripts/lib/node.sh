@@ -187,8 +187,9 @@ node_clean() {
         while read -r m; do umount -l "$m" 2>/dev/null || true; done <<<"$m"
     done
     for m in /run/netns/cni-*; do [[ -e $m ]] && rm -f "$m"; done
+    # Pods' veths go with their netns; any left on the bridge go first, then the bridge.
+    ip link show 2>/dev/null | sed -n "s/^[0-9]*: \(veth[^@:]*\)@.*master $NODE_BRIDGE .*/\1/p" | while read -r v; do ip link del "$v" 2>/dev/null || true; done
     ip link del "$NODE_BRIDGE" 2>/dev/null || true
-    ip link show 2>/dev/null | sed -n 's/^[0-9]*: \(veth[^@:]*\)@.*master mcpgw0.*/\1/p' | while read -r v; do ip link del "$v" 2>/dev/null || true; done
     node_clean_iptables
     # Pod cgroups, deepest first.
     local c
