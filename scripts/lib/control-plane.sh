@@ -8,12 +8,15 @@
 #   kube-apiserver/  go.mod requiring k8s.io/kubernetes plus one
 #                    `replace k8s.io/<staging> => k8s.io/<staging> v0.Y.Z` per
 #                    staging module (derived from k8s.io/kubernetes' own go.mod),
-#                    and a `tool k8s.io/kubernetes/cmd/kube-apiserver` line.
+#                    and a `tool k8s.io/kubernetes/cmd/<name>` line for kube-apiserver
+#                    and for the node's kube-controller-manager, kube-scheduler,
+#                    kubelet and kube-proxy (built only by `node-build`).
 #   etcd/            main.go calling etcdmain.Main(os.Args).
 # helm has no replace lines and is installed with `go install ...@version`.
 #
 # Binaries are cached by version under ${MCPGW_CACHE:-$HOME/.cache/mcp-gateway}/bin:
-#   kube-apiserver-<KUBE_VERSION>, etcd-<ETCD_VERSION>, helm-<HELM_VERSION>
+#   kube-apiserver-<KUBE_VERSION>, etcd-<ETCD_VERSION>, helm-<HELM_VERSION>,
+#   kubelet-<KUBE_VERSION>, kube-proxy-..., kube-controller-manager-..., kube-scheduler-...
 # Each is built into a temporary name in that folder and renamed into place,
 # so an interrupted build never leaves a broken binary under the final name,
 # and the whole build holds an flock so concurrent `build` calls are safe.
@@ -39,6 +42,10 @@ cp_load_versions() {
     CP_KUBE_APISERVER="$CP_BIN_DIR/kube-apiserver-$KUBE_VERSION"
     CP_ETCD="$CP_BIN_DIR/etcd-$ETCD_VERSION"
     CP_HELM="$CP_BIN_DIR/helm-$HELM_VERSION"
+    CP_KUBELET="$CP_BIN_DIR/kubelet-$KUBE_VERSION"
+    CP_KUBE_CONTROLLER_MANAGER="$CP_BIN_DIR/kube-controller-manager-$KUBE_VERSION"
+    CP_KUBE_SCHEDULER="$CP_BIN_DIR/kube-scheduler-$KUBE_VERSION"
+    CP_KUBE_PROXY="$CP_BIN_DIR/kube-proxy-$KUBE_VERSION"
 }
 
 # The go command environment for every build step.
@@ -51,7 +58,7 @@ cp_go_env() {
     export GOWORK=off
     export GO111MODULE=on
     export CGO_ENABLED=0
-    export GOFLAGS="-buildvcs=false"
+    export GOFLAGS="-buildvcs=false${GOFLAGS:+ $GOFLAGS}"
 }
 
 # --- regen: rewrite the wrapper go.mod/go.sum from versions.env ------------------
@@ -103,7 +110,10 @@ cp_regen() {
     mv "$dir/go.mod.new" "$dir/go.mod"
     rm -f "$dir/go.sum"
     cp_log "resolving kube-apiserver $KUBE_VERSION dependencies"
-    (cd "$dir" && go get -tool "k8s.io/kubernetes/cmd/kube-apiserver@$KUBE_VERSION" && go mod tidy) >&2 ||
+    # One module for every Kubernetes binary (the node's too): the same versions for all.
+    (cd "$dir" && for cmd in kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy; do
+        go get -tool "k8s.io/kubernetes/cmd/$cmd@$KUBE_VERSION" || exit 1
+    done && go mod tidy) >&2 ||
         cp_die "go get/tidy failed for the kube-apiserver wrapper"
 
     # etcd wrapper.
@@ -154,8 +164,12 @@ cp_finish_atomic() {
     mv -f "$tmp" "$final"
 }
 
-cp_build_kube_apiserver() {
-    local final="$CP_KUBE_APISERVER" tmp="$CP_BIN_DIR/.kube-apiserver-$KUBE_VERSION.tmp.$$"
+# Builds one binary of k8s.io/kubernetes (kube-apiserver, kubelet, ...) from the
+# kube-apiserver wrapper module (its `tool` lines name every one we build), with
+# the version stamped as Kubernetes' own build does. Usage: cp_build_kube NAME
+cp_build_kube() {
+    local name="$1"
+    local final="$CP_BIN_DIR/$name-$KUBE_VERSION" tmp="$CP_BIN_DIR/.$name-$KUBE_VERSION.tmp.$$"
     local minor="${KUBE_VERSION#v1.}"; minor="${minor%%.*}"
     local date; date="$(cp_module_time "k8s.io/kubernetes")"
     local ld="-s -w" pkg key val
@@ -171,13 +185,13 @@ cp_build_kube_apiserver() {
             ld+=" -X $pkg.$key=$val"
         done
     done
-    cp_log "building kube-apiserver $KUBE_VERSION (several minutes on a fresh machine) -> $final"
+    cp_log "building $name $KUBE_VERSION (minutes on a fresh machine) -> $final"
     local t0=$SECONDS
     (cd "$CP_TOOLS_DIR/kube-apiserver" &&
-        go build -mod=readonly -trimpath -ldflags "$ld" -o "$tmp" k8s.io/kubernetes/cmd/kube-apiserver) >&2 ||
-        { rm -f "$tmp"; cp_die "building kube-apiserver failed"; }
+        go build -mod=readonly -trimpath -ldflags "$ld" -o "$tmp" "k8s.io/kubernetes/cmd/$name") >&2 ||
+        { rm -f "$tmp"; cp_die "building $name failed"; }
     cp_finish_atomic "$final" "$tmp"
-    cp_log "built kube-apiserver in $((SECONDS - t0))s"
+    cp_log "built $name in $((SECONDS - t0))s"
 }
 
 cp_build_etcd() {
@@ -235,8 +249,34 @@ cp_build() {
     # Another build may have finished while we waited.
     [[ -x $CP_ETCD ]] || cp_build_etcd
     [[ -x $CP_HELM ]] || cp_build_helm
-    [[ -x $CP_KUBE_APISERVER ]] || cp_build_kube_apiserver
+    [[ -x $CP_KUBE_APISERVER ]] || cp_build_kube kube-apiserver
     # Leftovers of interrupted builds (only ours are locked out, so any tmp is stale).
+    rm -rf "$CP_BIN_DIR"/.*.tmp.* 2>/dev/null || true
+    flock -u "$fd"
+    exec {fd}>&-
+}
+
+# The node's binaries (kube-controller-manager, kube-scheduler, kubelet, kube-proxy),
+# from the same wrapper module and version as kube-apiserver. Only `node-build` and
+# `start --node` need them, so the bare API server mode never waits for them.
+cp_node_built() {
+    [[ -x $CP_KUBELET && -x $CP_KUBE_CONTROLLER_MANAGER && -x $CP_KUBE_SCHEDULER && -x $CP_KUBE_PROXY ]]
+}
+
+cp_build_node() {
+    cp_build
+    cp_node_built && return 0
+    cp_go_env
+    local lock="$CP_BIN_DIR/.build.lock" fd
+    exec {fd}>"$lock" || cp_die "cannot open $lock"
+    if ! flock -n "$fd"; then
+        cp_log "another build holds $lock; waiting for it"
+        flock "$fd" || cp_die "cannot lock $lock"
+    fi
+    local name
+    for name in kube-controller-manager kube-scheduler kube-proxy kubelet; do
+        [[ -x $CP_BIN_DIR/$name-$KUBE_VERSION ]] || cp_build_kube "$name"
+    done
     rm -rf "$CP_BIN_DIR"/.*.tmp.* 2>/dev/null || true
     flock -u "$fd"
     exec {fd}>&-

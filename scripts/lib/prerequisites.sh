@@ -6,6 +6,17 @@ ensure_control_plane() {
     scripts/local-cluster build >&2
 }
 
+# The node of the tier-5 tests (tests/tests/real_node.rs): kubelet & co. from the same Go
+# module, Debian packages, the pause image (scripts/local-cluster node-build, cached). Root
+# only; without root those tests fail and say why.
+ensure_node() {
+    if [ "$(id -u)" = 0 ]; then
+        scripts/local-cluster node-build >&2
+    else
+        echo "[prerequisites] not root: the real-node tests (tests/tests/real_node.rs) will fail" >&2
+    fi
+}
+
 # The Node test fixtures (tests/fixtures/node): `npm ci` again only when the lockfile changed.
 ensure_fixtures() {
     local dir=tests/fixtures/node

@@ -37,10 +37,22 @@ impl Cluster {
 
     /// Starts a fresh cluster of its own.
     pub fn start() -> anyhow::Result<Self> {
+        Self::start_with(&[])
+    }
+
+    /// Starts a fresh cluster with a real node (`start --node`: root only, one per machine;
+    /// see `crate::node`).
+    pub fn start_with_node() -> anyhow::Result<Self> {
+        Self::start_with(&["--node"])
+    }
+
+    fn start_with(extra: &[&str]) -> anyhow::Result<Self> {
         let dir = TempDir::new("cluster");
         let state = dir.path().join("state");
         let out = Command::new(script())
-            .args(["start", "--dir"])
+            .arg("start")
+            .args(extra)
+            .arg("--dir")
             .arg(&state)
             .output()
             .context("run scripts/local-cluster start")?;
@@ -77,7 +89,8 @@ impl Cluster {
         Ok(())
     }
 
-    fn state_dir(&self) -> PathBuf {
+    /// The state dir `scripts/local-cluster` keeps this cluster in (kubeconfig, env, logs).
+    pub fn state_dir(&self) -> PathBuf {
         self.dir.path().join("state")
     }
 

@@ -5,6 +5,7 @@ pub mod browser;
 pub mod cluster;
 pub mod facade;
 pub mod fixtures;
+pub mod node;
 pub mod operator;
 pub mod process;
 pub mod round_robin;

@@ -51,7 +51,8 @@ pub struct WholePath {
     _dir: TempDir,
 }
 
-fn helm() -> anyhow::Result<PathBuf> {
+/// The cached helm binary (`scripts/local-cluster paths`).
+pub fn helm() -> anyhow::Result<PathBuf> {
     let out = Command::new(workspace_root().join("scripts/local-cluster"))
         .arg("paths")
         .output()?;

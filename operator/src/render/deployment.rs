@@ -190,6 +190,10 @@ pub fn deployment(
             run_as_non_root: Some(true),
             run_as_user: Some(65532),
             run_as_group: Some(65532),
+            // Secret volumes are mounted 0440 root:root; the kubelet gives them this group so
+            // that the sidecar (65532) can read its key files (a real kubelet proved it:
+            // tests/tests/real_node.rs).
+            fs_group: Some(65532),
             seccomp_profile: Some(SeccompProfile {
                 type_: "RuntimeDefault".into(),
                 ..Default::default()
@@ -292,6 +296,11 @@ mod tests {
         assert_eq!(pod.automount_service_account_token, Some(false));
         let psc = pod.security_context.unwrap();
         assert_eq!(psc.run_as_non_root, Some(true));
+        assert_eq!(
+            psc.fs_group,
+            Some(65532),
+            "the sidecar must be able to read 0440 Secret files"
+        );
         assert_eq!(psc.seccomp_profile.unwrap().type_, "RuntimeDefault");
         let sc = pod.containers[0].security_context.clone().unwrap();
         assert_eq!(sc.allow_privilege_escalation, Some(false));
