@@ -120,8 +120,7 @@ impl EndpointRewriter {
     /// absolute, without query. `upstream_message_path`: the extension's message route
     /// (`/runtime/webhooks/mcp/message`), which relative endpoint URLs are resolved against.
     pub fn new(public_message_url: String, upstream_message_path: String) -> Self {
-        let segment = upstream_message_path.rsplit('/').next().unwrap_or_default();
-        let anchor = format!("{segment}?").into_bytes();
+        let anchor = message_anchor(&upstream_message_path);
         Self {
             query_sealer: None,
             public_message_url,
@@ -368,6 +367,12 @@ impl EndpointRewriter {
     }
 }
 
+/// `<last segment of the upstream message path>?`, which starts a query worth scrubbing.
+fn message_anchor(upstream_message_path: &str) -> Vec<u8> {
+    let segment = upstream_message_path.rsplit('/').next().unwrap_or_default();
+    format!("{segment}?").into_bytes()
+}
+
 fn send(out: &mut Vec<u8>, content: &[u8], term: &[u8]) -> Sink {
     out.extend_from_slice(content);
     out.extend_from_slice(term);
@@ -426,7 +431,11 @@ pub fn rewrite_endpoint_url(
     if !matches!(url.scheme(), "http" | "https") || !url.path().eq_ignore_ascii_case(base.path()) {
         return None;
     }
+    // The query may hold a nested message URL whose `code` only shows once a pair before it
+    // is gone: scrub it as any passed line is.
     let query = code_param::strip(url.query().unwrap_or_default());
+    let anchor = message_anchor(upstream_message_path);
+    let query = String::from_utf8_lossy(&scrub(query.as_bytes(), &anchor)).into_owned();
     Some(if query.is_empty() {
         public_message_url.to_owned()
     } else {
@@ -436,26 +445,36 @@ pub fn rewrite_endpoint_url(
 
 /// Removes `code` parameters from every query that follows `anchor` in `line`, the last first:
 /// a query may hold another URL with a query of its own (`message?next=…/message?code=…`),
-/// which is scrubbed before the one around it.
+/// which is scrubbed before the one around it. Removing a pair can put a later anchor at a
+/// segment start (`message?code=1\u0026message?code=K` becomes `message?message?code=K`), so
+/// passes repeat until one removes nothing; each pass that changes the line shortens it.
 fn scrub<'a>(line: &'a [u8], anchor: &[u8]) -> Cow<'a, [u8]> {
     if find_anchor(line, anchor, 0).is_none() {
         return Cow::Borrowed(line);
     }
     let mut text = String::from_utf8_lossy(line).into_owned();
+    while scrub_pass(&mut text, anchor) {}
+    Cow::Owned(text.into_bytes())
+}
+
+/// One pass of [`scrub`]; whether it removed anything.
+fn scrub_pass(text: &mut String, anchor: &[u8]) -> bool {
     let mut anchors: Vec<usize> = Vec::new();
     let mut from = 0;
     while let Some(at) = find_anchor(text.as_bytes(), anchor, from) {
         anchors.push(at);
         from = at + 1;
     }
+    let mut changed = false;
     for at in anchors.into_iter().rev() {
         let query_start = at + anchor.len();
         let query_end = query_start + query_len(&text.as_bytes()[query_start..]);
         if let Cow::Owned(stripped) = code_param::strip(&text[query_start..query_end]) {
             text.replace_range(query_start..query_end, &stripped);
+            changed = true;
         }
     }
-    Cow::Owned(text.into_bytes())
+    changed
 }
 
 /// The next `anchor` at a path-segment start (so `message?` but not `mymessage?`).
@@ -893,6 +912,19 @@ mod tests {
         assert_eq!(
             text(&one_shot(input.as_bytes())),
             "data: {\"next\":\"/runtime/webhooks/mcp/message?to=https://app/runtime/webhooks/mcp/message?azmcpcs=a\"}\n\n"
+        );
+        // Removing a pair can put a later `message?` at a segment start (`\u0026message?`
+        // has none before it, `message?message?` has), which is scrubbed in turn (found by
+        // fuzzing).
+        let input = format!("id: message?code=1\\u0026message?code={KEY}\n\n");
+        assert_eq!(
+            text(&one_shot(input.as_bytes())),
+            "id: message?message?\n\n"
+        );
+        let input = format!("event: endpoint\ndata: message?code=1\\u0026message?code={KEY}\n\n");
+        assert_eq!(
+            text(&one_shot(input.as_bytes())),
+            "event: endpoint\ndata: /weather/message?message?\n\n"
         );
         let input = format!("id: message?message?code={KEY}&x=1\n\n");
         assert_eq!(
