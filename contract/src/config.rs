@@ -49,6 +49,13 @@ pub struct Config {
     /// URL's own origin is always allowed; `*` allows every origin.
     #[serde(default)]
     pub allowed_origins: Vec<String>,
+    /// How often a quiet event stream toward a client gets an SSE comment, so proxies and load
+    /// balancers with idle limits (often 60 s) keep it open and a vanished client is noticed.
+    /// A request that has had no response headers from the upstream for this long is answered
+    /// with an event stream the gateway opens itself (see the README's "Long tool calls").
+    /// Default 20.
+    #[serde(default = "default_client_keep_alive")]
+    pub client_keep_alive_seconds: u32,
 }
 
 /// An MCP transport the gateway exposes (the operator maps the CRD's own enum onto this).
@@ -73,7 +80,9 @@ pub struct UpstreamConfig {
     pub transports: Vec<Transport>,
     #[serde(default = "default_connect_timeout")]
     pub connect_timeout_seconds: u32,
-    /// Until the upstream's response headers arrive; exceeded → 504.
+    /// Time to first byte: until the upstream's response headers arrive; exceeded → 504. The
+    /// Functions host writes no headers until a tool's result is ready, and Azure's front end
+    /// allows 230 s, so that is the default.
     #[serde(default = "default_response_timeout")]
     pub response_timeout_seconds: u32,
     /// A streamed response silent for longer than this is closed.
@@ -339,9 +348,18 @@ fn default_transports() -> Vec<Transport> {
 fn default_connect_timeout() -> u32 {
     5
 }
+/// Azure's front end ends a request after 230 s.
+pub const DEFAULT_RESPONSE_TIMEOUT_SECONDS: u32 = 230;
+
 fn default_response_timeout() -> u32 {
-    60
+    DEFAULT_RESPONSE_TIMEOUT_SECONDS
 }
+fn default_client_keep_alive() -> u32 {
+    DEFAULT_CLIENT_KEEP_ALIVE_SECONDS
+}
+
+/// Below the 60 s idle limit common to ingress controllers, with room for one lost beat.
+pub const DEFAULT_CLIENT_KEEP_ALIVE_SECONDS: u32 = 20;
 fn default_stream_idle_timeout() -> u32 {
     3600
 }
@@ -514,6 +532,16 @@ impl Config {
                 "upstream.path must be an absolute path of URL path characters without '..', \
                  such as /runtime/webhooks/mcp",
             );
+        }
+        for (name, value) in [
+            ("upstream.connectTimeoutSeconds", self.upstream.connect_timeout_seconds),
+            ("upstream.responseTimeoutSeconds", self.upstream.response_timeout_seconds),
+            ("upstream.streamIdleTimeoutSeconds", self.upstream.stream_idle_timeout_seconds),
+            ("clientKeepAliveSeconds", self.client_keep_alive_seconds),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::Invalid(format!("{name} must be at least 1")));
+            }
         }
         if self.upstream.transports.is_empty() {
             return invalid("upstream.transports needs at least one transport");

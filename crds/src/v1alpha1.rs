@@ -164,8 +164,10 @@ pub struct Timeouts {
     #[x_kube(validation = Rule::new("self >= 1 && self <= 60").message("timeouts.connectSeconds must be between 1 and 60"))]
     pub connect_seconds: u32,
 
-    /// Time until the Function App starts its response (status and headers). Exceeded: 504.
-    /// Default 60.
+    /// Time to first byte: until the Function App starts its response (status and headers).
+    /// Exceeded: 504 (or, for a request already given a gateway-opened event stream, a
+    /// JSON-RPC error on it). The Functions host sends nothing until a tool's result is ready,
+    /// and Azure's front end allows 230 s, so that is the default.
     #[serde(default = "default_response_seconds")]
     #[x_kube(validation = Rule::new("self >= 1 && self <= 600").message("timeouts.responseSeconds must be between 1 and 600"))]
     pub response_seconds: u32,
@@ -191,7 +193,7 @@ fn default_connect_seconds() -> u32 {
     5
 }
 fn default_response_seconds() -> u32 {
-    60
+    230
 }
 fn default_stream_idle_seconds() -> u32 {
     3600
@@ -585,6 +587,19 @@ pub struct Route {
     #[x_kube(validation = Rule::new("self.all(k, !k.lowerAscii().contains('snippet'))").message("route.annotations must not contain configuration snippets (keys with 'snippet', such as nginx.ingress.kubernetes.io/configuration-snippet): they inject configuration into the shared ingress controller"))]
     #[schemars(extend("maxProperties" = 32))]
     pub annotations: BTreeMap<String, String>,
+
+    /// Seconds between SSE keep-alive comments on a quiet stream toward a client, so the
+    /// ingress and load balancers in front (idle limits of 60 s are common) keep long calls
+    /// open. A call that has had no answer from the Function App for this long gets an event
+    /// stream the gateway opens itself, with the result delivered as its `message` event.
+    /// Default 20.
+    #[serde(default = "default_keep_alive_seconds")]
+    #[x_kube(validation = Rule::new("self >= 5 && self <= 300").message("route.keepAliveSeconds must be between 5 and 300"))]
+    pub keep_alive_seconds: u32,
+}
+
+fn default_keep_alive_seconds() -> u32 {
+    20
 }
 
 fn default_path_prefix() -> String {

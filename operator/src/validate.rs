@@ -374,6 +374,7 @@ pub fn validate(gateway: &McpGateway) -> Result<Plan, String> {
         },
         limits: Limits::default(),
         allowed_origins: spec.route.allowed_origins.clone(),
+        client_keep_alive_seconds: spec.route.keep_alive_seconds,
     };
     sidecar.validate().map_err(|e| e.to_string())?;
     let url = sidecar.resource_url();

@@ -11,6 +11,7 @@ pub mod facade;
 pub mod fetch;
 pub mod forward;
 pub mod key;
+pub mod long_call;
 pub mod mcp_peek;
 pub mod metadata;
 pub mod metrics;
@@ -22,6 +23,7 @@ pub mod seal;
 pub mod server;
 pub mod session;
 pub mod sse;
+pub mod upstream;
 
 /// The config is part of the contract with the operator, which renders it.
 pub use mcp_gateway_contract::config;

@@ -58,6 +58,7 @@ pub struct Metrics {
     pub upstream_key_rejected: Gauge,
     pub key_source_fetches: Family<KeyFetch, Counter>,
     pub key_source_failing: Gauge,
+    pub long_calls: Family<Outcome, Counter>,
     registry: Registry,
 }
 
@@ -76,6 +77,7 @@ impl Metrics {
         let upstream_key_rejected = Gauge::default();
         let key_source_fetches = Family::<KeyFetch, Counter>::default();
         let key_source_failing = Gauge::default();
+        let long_calls = Family::<Outcome, Counter>::default();
         let mut registry = Registry::with_prefix("mcp_gateway");
         registry.register("requests", "Requests by route and status", requests.clone());
         registry.register(
@@ -134,7 +136,13 @@ impl Metrics {
             "1 while the system key's source (file or Key Vault) cannot deliver a key; the last good key stays in use",
             key_source_failing.clone(),
         );
+        registry.register(
+            "long_calls",
+            "Requests answered on an event stream the gateway opened because the upstream had not answered within a keep-alive interval: opened, then answered or failed",
+            long_calls.clone(),
+        );
         Self {
+            long_calls,
             oauth,
             requests,
             auth_failures,

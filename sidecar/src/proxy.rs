@@ -11,10 +11,6 @@ use http::header::{self, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 
 use crate::auth::{self, AuthError, Authenticator, Principal};
 use crate::body::{self, Body};
@@ -23,6 +19,7 @@ use crate::cors::OriginPolicy;
 use crate::facade::{Endpoint, Facade};
 use crate::forward;
 use crate::key::SystemKey;
+use crate::long_call;
 use crate::mcp_peek;
 use crate::metadata;
 use crate::metrics::{Metrics, Reason, Route as RouteLabel, RouteStatus};
@@ -31,6 +28,7 @@ use crate::response::{self, plain};
 use crate::routes::{self, Route};
 use crate::session::SessionSealer;
 use crate::sse::EndpointRewriter;
+use crate::upstream::{self, UpstreamClient, UpstreamFailure, UpstreamTlsError};
 
 const SESSION_HEADER: HeaderName = HeaderName::from_static("mcp-session-id");
 /// The query parameter of the public legacy-SSE message URL that carries the sealed
@@ -39,8 +37,6 @@ const MESSAGE_QUERY_PARAM: &str = "s";
 
 /// Largest body the authorization-server endpoints read (forms and registrations).
 const FACADE_MAX_BODY: usize = 64 * 1024;
-
-pub type UpstreamClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 
 /// Everything a request needs, built once at start.
 pub struct Gateway {
@@ -57,65 +53,9 @@ pub struct Gateway {
     client: UpstreamClient,
     response_timeout: Duration,
     stream_idle: Duration,
+    keep_alive: Duration,
     required_scopes: Vec<String>,
 }
-
-/// The upstream HTTP client: HTTP/1.1 and HTTP/2 over rustls (ALPN), `TCP_NODELAY`. Trusts
-/// the public web roots plus `upstream.caFile`, if set.
-pub fn upstream_client(config: &Config) -> Result<UpstreamClient, UpstreamTlsError> {
-    let mut http = HttpConnector::new();
-    http.enforce_http(false);
-    http.set_nodelay(true);
-    http.set_connect_timeout(Some(Duration::from_secs(
-        config.upstream.connect_timeout_seconds.into(),
-    )));
-    let mut roots = rustls::RootCertStore {
-        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-    };
-    if let Some(path) = &config.upstream.ca_file {
-        use rustls::pki_types::{CertificateDer, pem::PemObject};
-        let certs = CertificateDer::pem_file_iter(path)
-            .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-            .map_err(|e| {
-                UpstreamTlsError(format!(
-                    "cannot read upstream.caFile {}: {e}",
-                    path.display()
-                ))
-            })?;
-        if certs.is_empty() {
-            return Err(UpstreamTlsError(format!(
-                "upstream.caFile {} holds no certificate",
-                path.display()
-            )));
-        }
-        for cert in certs {
-            roots.add(cert).map_err(|e| {
-                UpstreamTlsError(format!("upstream.caFile {}: {e}", path.display()))
-            })?;
-        }
-    }
-    let tls = rustls::ClientConfig::builder_with_provider(
-        rustls::crypto::ring::default_provider().into(),
-    )
-    .with_safe_default_protocol_versions()
-    .map_err(|e| UpstreamTlsError(e.to_string()))?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(tls)
-        .https_or_http()
-        .enable_http1()
-        .enable_http2()
-        .wrap_connector(http);
-    Ok(Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(90))
-        .build(https))
-}
-
-/// The upstream's TLS settings cannot be used.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct UpstreamTlsError(String);
 
 impl Gateway {
     pub fn new(
@@ -126,7 +66,7 @@ impl Gateway {
         sessions: Arc<KeysFile<SessionSealer>>,
         metrics: Arc<Metrics>,
     ) -> Result<Self, UpstreamTlsError> {
-        let client = upstream_client(&config)?;
+        let client = upstream::upstream_client(&config)?;
         let required_scopes = match &config.auth {
             AuthConfig::Oidc(oidc) => oidc.required_scopes.clone(),
             AuthConfig::AuthorizationServer(facade) => facade.scopes.clone(),
@@ -140,6 +80,7 @@ impl Gateway {
             client,
             response_timeout: Duration::from_secs(config.upstream.response_timeout_seconds.into()),
             stream_idle: Duration::from_secs(config.upstream.stream_idle_timeout_seconds.into()),
+            keep_alive: Duration::from_secs(config.client_keep_alive_seconds.into()),
             required_scopes,
             config,
             key,
@@ -176,7 +117,7 @@ impl Gateway {
     }
 
     async fn respond(
-        &self,
+        self: &Arc<Self>,
         route: Route,
         request: Request<Incoming>,
         log: &mut RequestLog,
@@ -277,7 +218,7 @@ impl Gateway {
     }
 
     async fn forward(
-        &self,
+        self: &Arc<Self>,
         route: Route,
         principal: Principal,
         request: Request<Incoming>,
@@ -341,9 +282,42 @@ impl Gateway {
         .expect("built from a validated URL");
 
         let started = Instant::now();
-        let upstream = match self.send(&parts.method, &uri, &headers, &body).await {
+        let may_answer_on_own_stream = route == Route::Mcp
+            && parts.method == Method::POST
+            && long_call::accepts_event_stream(&headers);
+        let gateway = Arc::clone(self);
+        let sent_body = body.clone();
+        let mut pending: long_call::Pending = Box::pin(async move {
+            gateway.send(&parts.method, &uri, &headers, &sent_body).await
+        });
+        let answer = if may_answer_on_own_stream {
+            match tokio::time::timeout(self.keep_alive, &mut pending).await {
+                Ok(answer) => answer,
+                // Not answered within a keep-alive interval: keep the hops in front busy on a
+                // stream of the gateway's own (see `long_call`), if the request allows it.
+                Err(_) => match long_call::request_id(&body) {
+                    Some(id) => {
+                        let options = long_call::Options {
+                            keep_alive: self.keep_alive,
+                            idle: self.stream_idle,
+                        };
+                        return long_call::respond(
+                            pending,
+                            id,
+                            options,
+                            self.metrics.clone(),
+                            started.into(),
+                        );
+                    }
+                    None => pending.await,
+                },
+            }
+        } else {
+            pending.await
+        };
+        let upstream = match answer {
             Ok(r) => r,
-            Err(failure) => return failure,
+            Err(failure) => return failure.response(),
         };
         self.metrics
             .upstream_latency
@@ -364,14 +338,11 @@ impl Gateway {
         uri: &Uri,
         headers: &http::HeaderMap,
         body: &Bytes,
-    ) -> Result<Response<Incoming>, Response<Body>> {
+    ) -> Result<Response<Incoming>, UpstreamFailure> {
         let mut retried = false;
         loop {
             let Some(key) = self.key.current() else {
-                return Err(plain(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "the gateway has no system key yet",
-                ));
+                return Err(UpstreamFailure::NoKey);
             };
             let mut request = Request::new(Full::new(body.clone()));
             *request.method_mut() = method.clone();
@@ -382,18 +353,10 @@ impl Gateway {
                 match tokio::time::timeout(self.response_timeout, self.client.request(request))
                     .await
                 {
-                    Err(_) => {
-                        return Err(plain(
-                            StatusCode::GATEWAY_TIMEOUT,
-                            "the MCP server did not answer in time",
-                        ));
-                    }
+                    Err(_) => return Err(UpstreamFailure::Timeout),
                     Ok(Err(error)) => {
                         tracing::warn!(error = %error, "upstream request failed");
-                        return Err(plain(
-                            StatusCode::BAD_GATEWAY,
-                            "the MCP server could not be reached",
-                        ));
+                        return Err(UpstreamFailure::Unreachable);
                     }
                     Ok(Ok(r)) => r,
                 };
@@ -414,10 +377,7 @@ impl Gateway {
             }
             self.key
                 .upstream_rejected(key.generation, response.status().as_u16());
-            return Err(plain(
-                StatusCode::BAD_GATEWAY,
-                "the MCP server rejected the gateway's system key",
-            ));
+            return Err(UpstreamFailure::KeyRejected);
         }
     }
 
@@ -476,13 +436,12 @@ impl Gateway {
             // The rewrite changes the length; bodies passed unchanged keep theirs.
             parts.headers.remove(header::CONTENT_LENGTH);
         }
-        let body = body::relay(
-            incoming,
-            rewriter,
-            self.stream_idle,
-            event_stream,
-            &self.metrics,
-        );
+        let options = body::RelayOptions {
+            idle: self.stream_idle,
+            keep_alive: Some(self.keep_alive),
+            after_own_bytes: false,
+        };
+        let body = body::relay(incoming, rewriter, options, event_stream, &self.metrics);
         Response::from_parts(parts, body)
     }
 }

@@ -397,9 +397,21 @@ async fn a_slow_upstream_gets_504_and_the_call_is_cancelled_upstream() {
 
 #[tokio::test]
 async fn a_silent_stream_is_ended_at_the_idle_timeout() {
-    // Without --json-response the stand-in opens the event stream at once, so a slow tool is
-    // a silent stream (the SDK's keep-alive comes every 15 s): the idle timeout applies.
-    let stack = Stack::start(false, |c| c.upstream.stream_idle_timeout_seconds = 1).await;
+    // With --headers-at-once the stand-in opens the event stream at once (as the TypeScript
+    // SDK does; the real host waits for the result), so a slow tool is a silent stream: the
+    // idle timeout applies. The gateway's keep-alives toward the client do not count as
+    // upstream activity.
+    let stack = Stack::start_with(
+        StackOptions {
+            standin_args: vec!["--headers-at-once".into()],
+            ..Default::default()
+        },
+        |c| {
+            c.upstream.stream_idle_timeout_seconds = 2;
+            c.client_keep_alive_seconds = 1;
+        },
+    )
+    .await;
     let http = reqwest::Client::new();
     let session = stack.open_session(&http, None).await;
     let response = stack
@@ -431,6 +443,7 @@ async fn a_silent_stream_is_ended_at_the_idle_timeout() {
         "the stream should fail (not end cleanly, like a finished response): {text}"
     );
     assert!(!text.contains("slept"), "{text}");
+    assert!(text.starts_with(": keep-alive\n"), "{text:?}");
     eventually(10, "the idle timeout logged", || async {
         let logs = stack.sidecar.logs();
         logs.lines()
