@@ -534,9 +534,18 @@ impl Config {
             );
         }
         for (name, value) in [
-            ("upstream.connectTimeoutSeconds", self.upstream.connect_timeout_seconds),
-            ("upstream.responseTimeoutSeconds", self.upstream.response_timeout_seconds),
-            ("upstream.streamIdleTimeoutSeconds", self.upstream.stream_idle_timeout_seconds),
+            (
+                "upstream.connectTimeoutSeconds",
+                self.upstream.connect_timeout_seconds,
+            ),
+            (
+                "upstream.responseTimeoutSeconds",
+                self.upstream.response_timeout_seconds,
+            ),
+            (
+                "upstream.streamIdleTimeoutSeconds",
+                self.upstream.stream_idle_timeout_seconds,
+            ),
             ("clientKeepAliveSeconds", self.client_keep_alive_seconds),
         ] {
             if value == 0 {
@@ -712,6 +721,37 @@ mod tests {
         let mut config = example();
         config.system_key.header = "bad header".into();
         assert!(config.validate().is_err());
+    }
+
+    #[test]
+    fn timeouts_default_to_what_the_functions_host_needs() {
+        let config: Config = serde_yaml::from_str(
+            "publicBaseUrl: https://a.example\nupstream: {url: https://b.example}\nauth: {mode: Anonymous}\nsystemKey: {file: /k}\n",
+        )
+        .unwrap();
+        config.validate().unwrap();
+        // Azure's front end ends a request at 230 s, and the host sends nothing before then.
+        assert_eq!(config.upstream.response_timeout_seconds, 230);
+        assert_eq!(config.upstream.connect_timeout_seconds, 5);
+        assert_eq!(config.upstream.stream_idle_timeout_seconds, 3600);
+        // Under the common 60 s ingress idle limit, with room for a lost beat.
+        assert_eq!(config.client_keep_alive_seconds, 20);
+        for zero in [
+            "upstream.responseTimeoutSeconds",
+            "upstream.connectTimeoutSeconds",
+            "upstream.streamIdleTimeoutSeconds",
+            "clientKeepAliveSeconds",
+        ] {
+            let mut c = config.clone();
+            match zero {
+                "upstream.responseTimeoutSeconds" => c.upstream.response_timeout_seconds = 0,
+                "upstream.connectTimeoutSeconds" => c.upstream.connect_timeout_seconds = 0,
+                "upstream.streamIdleTimeoutSeconds" => c.upstream.stream_idle_timeout_seconds = 0,
+                _ => c.client_keep_alive_seconds = 0,
+            }
+            let err = c.validate().unwrap_err().to_string();
+            assert!(err.contains(zero) && err.contains("at least 1"), "{err}");
+        }
     }
 
     fn key_vault() -> KeyVaultConfig {

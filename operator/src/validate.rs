@@ -460,11 +460,16 @@ pub(crate) mod tests {
         assert_eq!(oidc.audiences, ["api://weather"]);
         assert_eq!(oidc.required_scopes, ["mcp.tools"]);
         assert!(c.allowed_origins.is_empty());
+        // The CRD's defaults reach the sidecar: 230 s to first byte, keep-alives every 20 s.
+        assert_eq!(c.upstream.response_timeout_seconds, 230);
+        assert_eq!(c.client_keep_alive_seconds, 20);
 
         let mut spec = oidc_spec();
         spec["route"]["allowedOrigins"] = serde_json::json!(["http://localhost:6274"]);
+        spec["route"]["keepAliveSeconds"] = serde_json::json!(45);
         let plan = validate(&gateway(spec)).unwrap();
         assert_eq!(plan.sidecar.allowed_origins, ["http://localhost:6274"]);
+        assert_eq!(plan.sidecar.client_keep_alive_seconds, 45);
     }
 
     const CLIENT: &str = "00000000-0000-0000-0000-00000000000c";

@@ -212,7 +212,10 @@ async fn next_frame(mut s: State) -> Option<(Item, State)> {
 impl State {
     /// What follows the keep-alives once the upstream has answered (or failed), and the bytes
     /// that start it.
-    fn answered(&mut self, answer: Result<Response<Incoming>, UpstreamFailure>) -> (Phase, Option<Bytes>) {
+    fn answered(
+        &mut self,
+        answer: Result<Response<Incoming>, UpstreamFailure>,
+    ) -> (Phase, Option<Bytes>) {
         let waited = self.started.elapsed();
         self.metrics
             .upstream_latency
@@ -227,10 +230,7 @@ impl State {
             (Phase::Done, Some(error_event(&self.id, status, message)))
         };
         let (outcome, next) = match answer {
-            Err(failure) => (
-                "failed",
-                failed(failure.status(), failure.message()),
-            ),
+            Err(failure) => ("failed", failed(failure.status(), failure.message())),
             Ok(response) if !response.status().is_success() => {
                 let status = response.status();
                 (
@@ -242,13 +242,8 @@ impl State {
                 )
             }
             Ok(response) if forward::is_event_stream(response.headers()) => {
-                let relayed = body::relay(
-                    response.into_body(),
-                    None,
-                    relay(true),
-                    true,
-                    &self.metrics,
-                );
+                let relayed =
+                    body::relay(response.into_body(), None, relay(true), true, &self.metrics);
                 ("answered", (Phase::Events(relayed), None))
             }
             Ok(response) if is_json(response.headers()) => {
@@ -261,7 +256,10 @@ impl State {
                 );
                 (
                     "answered",
-                    (Phase::Json(relayed), Some(Bytes::from_static(JSON_EVENT_START))),
+                    (
+                        Phase::Json(relayed),
+                        Some(Bytes::from_static(JSON_EVENT_START)),
+                    ),
                 )
             }
             Ok(_) => (

@@ -59,6 +59,7 @@ pub struct Metrics {
     pub key_source_fetches: Family<KeyFetch, Counter>,
     pub key_source_failing: Gauge,
     pub long_calls: Family<Outcome, Counter>,
+    pub upstream_platform_refusals: Counter,
     registry: Registry,
 }
 
@@ -78,6 +79,7 @@ impl Metrics {
         let key_source_fetches = Family::<KeyFetch, Counter>::default();
         let key_source_failing = Gauge::default();
         let long_calls = Family::<Outcome, Counter>::default();
+        let upstream_platform_refusals = Counter::default();
         let mut registry = Registry::with_prefix("mcp_gateway");
         registry.register("requests", "Requests by route and status", requests.clone());
         registry.register(
@@ -141,7 +143,13 @@ impl Metrics {
             "Requests answered on an event stream the gateway opened because the upstream had not answered within a keep-alive interval: opened, then answered or failed",
             long_calls.clone(),
         );
+        registry.register(
+            "upstream_platform_refusals",
+            "Requests App Service Authentication refused in front of the Function App (not the key: no retry, no verdict on it)",
+            upstream_platform_refusals.clone(),
+        );
         Self {
+            upstream_platform_refusals,
             long_calls,
             oauth,
             requests,

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::header::{self, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri};
+use http_body::Body as _;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 
@@ -34,6 +35,11 @@ const SESSION_HEADER: HeaderName = HeaderName::from_static("mcp-session-id");
 /// The query parameter of the public legacy-SSE message URL that carries the sealed
 /// upstream query.
 const MESSAGE_QUERY_PARAM: &str = "s";
+
+/// How much of a 401/403 body is read, and for how long, to tell the host's empty refusal
+/// from App Service Authentication's page.
+const REFUSAL_MAX_BODY: usize = 16 * 1024;
+const REFUSAL_READ_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Largest body the authorization-server endpoints read (forms and registrations).
 const FACADE_MAX_BODY: usize = 64 * 1024;
@@ -288,7 +294,9 @@ impl Gateway {
         let gateway = Arc::clone(self);
         let sent_body = body.clone();
         let mut pending: long_call::Pending = Box::pin(async move {
-            gateway.send(&parts.method, &uri, &headers, &sent_body).await
+            gateway
+                .send(&parts.method, &uri, &headers, &sent_body)
+                .await
         });
         let answer = if may_answer_on_own_stream {
             match tokio::time::timeout(self.keep_alive, &mut pending).await {
@@ -360,13 +368,21 @@ impl Gateway {
                     }
                     Ok(Ok(r)) => r,
                 };
-            let rejected = matches!(
-                response.status(),
-                StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN
-            );
-            if !rejected {
-                self.key.upstream_accepted(key.generation);
-                return Ok(response);
+            let status = response.status();
+            match self.refused_by(response).await {
+                Ok(response) => {
+                    self.key.upstream_accepted(key.generation);
+                    return Ok(response);
+                }
+                Err(upstream::Refusal::AppServiceAuth) => {
+                    // Says nothing about the key: no retry, no verdict.
+                    self.metrics.upstream_platform_refusals.inc();
+                    tracing::warn!(
+                        "App Service Authentication in front of the Function App refused the gateway's request; it never reached the Functions host"
+                    );
+                    return Err(UpstreamFailure::AppServiceAuth);
+                }
+                Err(upstream::Refusal::Key) => {}
             }
             // Retry when a newer key is in use: loaded by a concurrent request that was
             // rejected a moment earlier, or now, on demand.
@@ -375,10 +391,40 @@ impl Gateway {
                 self.metrics.upstream_key_retries.inc();
                 continue;
             }
-            self.key
-                .upstream_rejected(key.generation, response.status().as_u16());
+            self.key.upstream_rejected(key.generation, status.as_u16());
             return Err(UpstreamFailure::KeyRejected);
         }
+    }
+
+    /// The response if it is not a refusal; else who refused (reading a 401/403's body,
+    /// which the gateway never relays, to see whether it is the host's empty one).
+    async fn refused_by(
+        &self,
+        response: Response<Incoming>,
+    ) -> Result<Response<Incoming>, upstream::Refusal> {
+        let status = response.status();
+        if status.is_redirection() {
+            return match upstream::refusal(status, response.headers(), false) {
+                Some(refusal) => Err(refusal),
+                None => Ok(response),
+            };
+        }
+        if !matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) {
+            return Ok(response);
+        }
+        let (parts, incoming) = response.into_parts();
+        let body_empty = incoming.is_end_stream()
+            || match tokio::time::timeout(
+                REFUSAL_READ_TIMEOUT,
+                Limited::new(incoming, REFUSAL_MAX_BODY).collect(),
+            )
+            .await
+            {
+                Ok(Ok(collected)) => collected.to_bytes().is_empty(),
+                // Cut off or too slow to say: the host's verdict, as before the distinction.
+                Ok(Err(_)) | Err(_) => true,
+            };
+        Err(upstream::refusal(status, &parts.headers, body_empty).unwrap_or(upstream::Refusal::Key))
     }
 
     /// The upstream query of a legacy SSE message POST: the `s` parameter opened with the

@@ -86,6 +86,9 @@ pub enum UpstreamFailure {
     Unreachable,
     /// The Function App refused the key, also after a retry with a renewed one.
     KeyRejected,
+    /// App Service Authentication in front of the app refused the request before the
+    /// Functions host saw it: a platform setting, not the key.
+    AppServiceAuth,
 }
 
 impl UpstreamFailure {
@@ -93,7 +96,7 @@ impl UpstreamFailure {
         match self {
             Self::NoKey => StatusCode::SERVICE_UNAVAILABLE,
             Self::Timeout => StatusCode::GATEWAY_TIMEOUT,
-            Self::Unreachable | Self::KeyRejected => StatusCode::BAD_GATEWAY,
+            Self::Unreachable | Self::KeyRejected | Self::AppServiceAuth => StatusCode::BAD_GATEWAY,
         }
     }
 
@@ -103,10 +106,118 @@ impl UpstreamFailure {
             Self::Timeout => "the MCP server did not answer in time",
             Self::Unreachable => "the MCP server could not be reached",
             Self::KeyRejected => "the MCP server rejected the gateway's system key",
+            Self::AppServiceAuth => {
+                "the Function App's App Service Authentication refused the gateway's request before it reached the Functions host; let unauthenticated requests through to /runtime/webhooks/mcp (the gateway authenticates clients) or turn it off"
+            }
         }
     }
 
     pub fn response(self) -> http::Response<Body> {
         plain(self.status(), self.message())
+    }
+}
+
+/// Who refused a request, read from a response the Function App sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The Functions host: a missing, unknown or wrong kind of key.
+    Key,
+    /// App Service Authentication ("Easy Auth"), in front of the host.
+    AppServiceAuth,
+}
+
+/// Tells the host's key refusals from App Service Authentication's (`None`: not a refusal).
+///
+/// The host answers a missing or unknown key with 401 and a bare `WWW-Authenticate: Bearer`
+/// (ASP.NET Core's challenge) and a key of the wrong kind, or any key once App Service
+/// Authentication has signed the caller in, with 403; both with an empty body
+/// (azure-functions-host `AuthenticationLevelHandler`, the `SystemKeyAuthLevel` policy). App
+/// Service Authentication redirects to `/.auth/login/…`, or answers 401/403 with a page, a
+/// `realm` or MCP's `resource_metadata` challenge. `body_empty`: the response had no body.
+pub fn refusal(status: StatusCode, headers: &http::HeaderMap, body_empty: bool) -> Option<Refusal> {
+    if status.is_redirection() {
+        let to_login = headers
+            .get(http::header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|l| l.to_ascii_lowercase().contains("/.auth/login"));
+        return to_login.then_some(Refusal::AppServiceAuth);
+    }
+    if !matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) {
+        return None;
+    }
+    let platform_challenge = headers
+        .get_all(http::header::WWW_AUTHENTICATE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .map(str::to_ascii_lowercase)
+        .any(|v| v.contains("realm=") || v.contains("resource_metadata="));
+    Some(if platform_challenge || !body_empty {
+        Refusal::AppServiceAuth
+    } else {
+        Refusal::Key
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+    use http::header::{LOCATION, WWW_AUTHENTICATE};
+
+    fn headers(pairs: &[(http::HeaderName, &str)]) -> http::HeaderMap {
+        let mut h = http::HeaderMap::new();
+        for (name, value) in pairs {
+            h.append(name.clone(), HeaderValue::from_str(value).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn the_hosts_empty_refusals_are_the_key() {
+        let bare = headers(&[(WWW_AUTHENTICATE, "Bearer")]);
+        assert_eq!(
+            refusal(StatusCode::UNAUTHORIZED, &bare, true),
+            Some(Refusal::Key)
+        );
+        let none = headers(&[]);
+        assert_eq!(
+            refusal(StatusCode::FORBIDDEN, &none, true),
+            Some(Refusal::Key)
+        );
+        let invalid = headers(&[(WWW_AUTHENTICATE, r#"Bearer error="invalid_token""#)]);
+        assert_eq!(
+            refusal(StatusCode::UNAUTHORIZED, &invalid, true),
+            Some(Refusal::Key)
+        );
+    }
+
+    #[test]
+    fn app_service_authentication_is_not_the_key() {
+        let prm = headers(&[(
+            WWW_AUTHENTICATE,
+            r#"Bearer realm="app.azurewebsites.net", resource_metadata="https://app.azurewebsites.net/.well-known/oauth-protected-resource""#,
+        )]);
+        assert_eq!(
+            refusal(StatusCode::UNAUTHORIZED, &prm, true),
+            Some(Refusal::AppServiceAuth)
+        );
+        let none = headers(&[]);
+        assert_eq!(
+            refusal(StatusCode::FORBIDDEN, &none, false),
+            Some(Refusal::AppServiceAuth),
+            "a page, not the host's empty 403"
+        );
+        let login = headers(&[(
+            LOCATION,
+            "https://app.azurewebsites.net/.auth/login/aad?post_login_redirect_uri=/",
+        )]);
+        assert_eq!(
+            refusal(StatusCode::FOUND, &login, false),
+            Some(Refusal::AppServiceAuth)
+        );
+        let elsewhere = headers(&[(LOCATION, "/elsewhere")]);
+        assert_eq!(refusal(StatusCode::FOUND, &elsewhere, false), None);
+        assert_eq!(refusal(StatusCode::OK, &none, false), None);
+        assert_eq!(refusal(StatusCode::NOT_FOUND, &none, true), None);
     }
 }

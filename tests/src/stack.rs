@@ -80,6 +80,8 @@ pub struct StackOptions {
     pub separate_key_files: bool,
     /// Extra stand-in arguments, e.g. `--json-response`.
     pub standin_args: Vec<String>,
+    /// The system key, instead of [`system_key`]`("a")`: e.g. one shaped like a real key.
+    pub key: Option<String>,
 }
 
 /// Stand-in + IdP + sidecar, wired as in a cluster: the stand-in and the sidecar read the
@@ -116,7 +118,7 @@ impl Stack {
         let dir = TempDir::new("e2e");
         let volume = dir.path().join("secret");
         std::fs::create_dir_all(&volume).unwrap();
-        let key = system_key("a");
+        let key = options.key.clone().unwrap_or_else(|| system_key("a"));
         write_secret_volume(&volume, &key);
         let key_file = volume.join("mcp_extension");
         let standin_key_file = if options.separate_key_files {
@@ -253,6 +255,10 @@ impl Stack {
         assert!(!seen.contains(&key), "the system key reached a client");
         assert!(!seen.contains("SYSKEY-"), "a system key reached a client");
         let logs = self.sidecar.logs();
+        assert!(
+            !logs.contains(&key),
+            "the system key reached the sidecar's logs"
+        );
         assert!(
             !logs.contains("SYSKEY-"),
             "a system key reached the sidecar's logs"

@@ -280,6 +280,16 @@ async fn admission_rejects_invalid_gateways_with_a_message_and_stores_nothing() 
             "replicas must be between 0 and 100",
         ),
         (
+            "keep-alive-too-short",
+            with(base(), "/route/keepAliveSeconds", json!(2)),
+            "route.keepAliveSeconds must be between 5 and 300",
+        ),
+        (
+            "time-to-first-byte-zero",
+            with(base(), "/upstream/timeouts", json!({"responseSeconds": 0})),
+            "timeouts.responseSeconds must be between 1 and 600",
+        ),
+        (
             "negative-replicas",
             with(base(), "/replicas", json!(-1)),
             "replicas must be between 0 and 100",
@@ -810,6 +820,16 @@ fn variants() -> Vec<(&'static str, Value)> {
         "https://a.example:1",
     ] {
         v.push(("/route/allowedOrigins", json!([origin])));
+    }
+    for seconds in [0, 4, 5, 300, 301] {
+        v.push(("/route/keepAliveSeconds", json!(seconds)));
+    }
+    for timeouts in [
+        json!({"responseSeconds": 1}),
+        json!({"responseSeconds": 600, "connectSeconds": 60, "streamIdleSeconds": 10}),
+        json!({"responseSeconds": 0}),
+    ] {
+        v.push(("/upstream/timeouts", timeouts));
     }
     v
 }

@@ -43,7 +43,9 @@ async fn read_all(response: reqwest::Response, limit: Duration) -> (u16, String,
     let mut text = String::new();
     tokio::time::timeout(limit, async {
         while let Some(chunk) = stream.next().await {
-            text.push_str(&String::from_utf8_lossy(&chunk.expect("the stream stays intact")));
+            text.push_str(&String::from_utf8_lossy(
+                &chunk.expect("the stream stays intact"),
+            ));
         }
     })
     .await
@@ -109,7 +111,10 @@ async fn a_call_longer_than_a_keep_alive_gets_the_gateways_stream_then_its_resul
         ))
         .await;
     assert_eq!(status, 200);
-    assert!(!body.contains("keep-alive") && body.contains("slept 10"), "{body}");
+    assert!(
+        !body.contains("keep-alive") && body.contains("slept 10"),
+        "{body}"
+    );
     stack.assert_no_key_leak();
 }
 
