@@ -40,12 +40,21 @@ fn node22() -> PathBuf {
     dir.join("bin/node22")
 }
 
-/// `conformance-upstream.mjs`, keyless (`key_file: None`) or checking the system key.
-fn start_upstream(label: &str, key_file: Option<&Path>, logs: &Path) -> (Process, String) {
+/// `conformance-upstream.mjs`, keyless (`key_file: None`) or checking the system key;
+/// `as_host`: with the Functions host's Streamable HTTP (`--as-host`).
+fn start_upstream(
+    label: &str,
+    key_file: Option<&Path>,
+    as_host: bool,
+    logs: &Path,
+) -> (Process, String) {
     let mut c = Command::new(node22());
     c.current_dir(node_dir())
         .arg("conformance-upstream.mjs")
         .args(["--port", "0"]);
+    if as_host {
+        c.arg("--as-host");
+    }
     match key_file {
         Some(f) => c.arg("--key-file").arg(f),
         None => c.arg("--no-key"),
@@ -96,8 +105,10 @@ async fn conformance(args: &[&str]) -> (Option<i32>, String) {
 }
 
 /// The server scenarios `conformance list --server` names.
-async fn listed_scenarios() -> BTreeSet<String> {
-    let (code, out) = conformance(&["list", "--server"]).await;
+async fn listed_scenarios(spec: &[&str]) -> BTreeSet<String> {
+    let mut args = vec!["list", "--server"];
+    args.extend(spec);
+    let (code, out) = conformance(&args).await;
     assert_eq!(code, Some(0), "conformance list failed:\n{out}");
     let names: BTreeSet<String> = out
         .lines()
@@ -106,7 +117,7 @@ async fn listed_scenarios() -> BTreeSet<String> {
         .map(str::to_string)
         .collect();
     assert!(
-        names.len() >= 30,
+        names.len() >= 25,
         "unexpected `conformance list` output:\n{out}"
     );
     names
@@ -197,13 +208,33 @@ fn all_text(dir: &Path) -> String {
 
 #[tokio::test]
 async fn conformance_results_through_the_gateway_equal_the_direct_run() {
+    differential(false).await;
+}
+
+/// The same differential with the upstream serving Streamable HTTP as the Functions host does
+/// (per-request servers, no GET stream, no resumability, 2025-06-18 ceiling), for the
+/// scenarios of 2025-06-18: every one passes directly and through the gateway alike
+/// (`docs/compatibility.md`).
+#[tokio::test]
+async fn conformance_against_the_functions_host_is_unchanged_by_the_gateway() {
+    differential(true).await;
+}
+
+async fn differential(as_host: bool) {
     let started = Instant::now();
     let dir = TempDir::new("conformance");
     let key_file = dir.path().join("mcp_extension");
     std::fs::write(&key_file, SYSTEM_KEY).unwrap();
 
-    let (_direct, direct_url) = start_upstream("upstream-direct", None, dir.path());
-    let (_keyed, keyed_url) = start_upstream("upstream-keyed", Some(&key_file), dir.path());
+    let (_direct, direct_url) = start_upstream("upstream-direct", None, as_host, dir.path());
+    let (_keyed, keyed_url) =
+        start_upstream("upstream-keyed", Some(&key_file), as_host, dir.path());
+    // The host's ceiling: only the scenarios of the revisions it speaks.
+    let spec: &[&str] = if as_host {
+        &["--spec-version", "2025-06-18"]
+    } else {
+        &[]
+    };
 
     let (listen, base) = public_listener();
     let config: Config = serde_json::from_value(json!({
@@ -217,21 +248,26 @@ async fn conformance_results_through_the_gateway_equal_the_direct_run() {
     let sidecar = Sidecar::start(config).expect("sidecar starts");
     sidecar.wait_ready().await.expect("sidecar ready");
 
-    let listed = listed_scenarios().await;
+    let listed = listed_scenarios(spec).await;
 
     // Baseline: straight to the keyless upstream.
     let direct_out_dir = dir.path().join("results-direct");
     let direct_mcp = format!("{direct_url}/runtime/webhooks/mcp");
     let t = Instant::now();
-    let (direct_code, direct_output) = conformance(&[
-        "server",
-        "--url",
-        &direct_mcp,
-        "--suite",
-        "all",
-        "-o",
-        direct_out_dir.to_str().unwrap(),
-    ])
+    let (direct_code, direct_output) = conformance(
+        &[
+            "server",
+            "--url",
+            &direct_mcp,
+            "--suite",
+            "all",
+            "-o",
+            direct_out_dir.to_str().unwrap(),
+        ]
+        .into_iter()
+        .chain(spec.iter().copied())
+        .collect::<Vec<_>>(),
+    )
     .await;
     let direct_time = t.elapsed();
 
@@ -239,15 +275,20 @@ async fn conformance_results_through_the_gateway_equal_the_direct_run() {
     let gateway_out_dir = dir.path().join("results-gateway");
     let gateway_mcp = format!("{}/mcp", sidecar.url);
     let t = Instant::now();
-    let (gateway_code, gateway_output) = conformance(&[
-        "server",
-        "--url",
-        &gateway_mcp,
-        "--suite",
-        "all",
-        "-o",
-        gateway_out_dir.to_str().unwrap(),
-    ])
+    let (gateway_code, gateway_output) = conformance(
+        &[
+            "server",
+            "--url",
+            &gateway_mcp,
+            "--suite",
+            "all",
+            "-o",
+            gateway_out_dir.to_str().unwrap(),
+        ]
+        .into_iter()
+        .chain(spec.iter().copied())
+        .collect::<Vec<_>>(),
+    )
     .await;
     let gateway_time = t.elapsed();
 
@@ -325,8 +366,13 @@ async fn conformance_results_through_the_gateway_equal_the_direct_run() {
     );
 
     eprintln!(
-        "conformance: {} scenarios, {} checks, identical direct and through the gateway \
+        "conformance{}: {} scenarios, {} checks, identical direct and through the gateway \
          (direct run {direct_time:.1?}, through the gateway {gateway_time:.1?}, whole test {:.1?})",
+        if as_host {
+            " (as the Functions host, 2025-06-18)"
+        } else {
+            ""
+        },
         direct.len(),
         direct.values().map(BTreeSet::len).sum::<usize>(),
         started.elapsed()
