@@ -1051,6 +1051,30 @@ mod tests {
     }
 
     #[test]
+    fn a_real_shaped_raw_key_goes_in_every_endpoint_form_at_every_split() {
+        // What the host writes: 56 base64 characters, raw (`+`, `/`, `==` not encoded).
+        let key = "Ab3+/x9ZqLmN0pQrStUvWxYz12345678+/abcdefghijKLMNOPqrst==";
+        assert_eq!(key.len(), 56);
+        for data in [
+            format!("message?azmcpcs=Q2xp%2BZQ&code={key}"),
+            format!("message?code={key}&azmcpcs=Q2xp%2BZQ"),
+            format!("{UPSTREAM}?azmcpcs=Q2xp%2BZQ&code={key}"),
+            format!("https://app.azurewebsites.net{UPSTREAM}?azmcpcs=Q2xp%2BZQ&code={key}"),
+        ] {
+            for newline in ["\n", "\r\n"] {
+                let input = format!("event: endpoint{newline}data: {data}{newline}{newline}");
+                let expected = format!(
+                    "event: endpoint{newline}data: /weather/message?azmcpcs=Q2xp%2BZQ{newline}{newline}"
+                );
+                for cut in 0..=input.len() {
+                    let out = text(&in_pieces(input.as_bytes(), &[cut]));
+                    assert_eq!(out, expected, "{data:?} cut at {cut}");
+                }
+            }
+        }
+    }
+
+    #[test]
     fn the_key_never_leaks_at_any_split_even_when_cut_short() {
         let input = azure_stream("\r\n");
         let input = input.as_bytes();

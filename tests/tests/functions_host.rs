@@ -281,3 +281,66 @@ async fn the_hosts_own_refusals_are_the_keys_fault() {
     assert_eq!(stack.sidecar.metric(PLATFORM_REFUSALS).await.unwrap(), 0.0);
     stack.assert_no_key_leak();
 }
+
+#[tokio::test]
+async fn a_key_rotated_in_before_the_host_reloads_its_keys_recovers_when_it_does() {
+    // The host reloads its keys on an unknown one at most every 5 s here (a minute on Azure).
+    let stack = Stack::start_with(
+        StackOptions {
+            key: Some(REAL_SHAPED_KEY.into()),
+            standin_args: vec!["--unknown-key-cache-seconds".into(), "5".into()],
+            ..Default::default()
+        },
+        |_| {},
+    )
+    .await;
+    let http = reqwest::Client::new();
+    let (status, _, _) = stack
+        .send(stack.post(&http, None, None, initialize_body()))
+        .await;
+    assert_eq!(status, 200);
+    // The app's key and the synced Secret change together; the host has not reloaded yet.
+    let rotated = "SYSKEY+/rotatedkey4e5f6g7h8i9j0kLmNoPqRsTuVwXyZ012+/ab==";
+    write_secret_volume(&stack.dir.path().join("secret"), rotated);
+    *stack.key.lock().unwrap() = rotated.into();
+    eventually(
+        5,
+        "the new key refused while the host holds the old ones",
+        || async {
+            let (status, _, body) = stack
+                .send(stack.post(&http, None, None, initialize_body()))
+                .await;
+            let rejected = stack
+                .sidecar
+                .metric(KEY_REJECTED)
+                .await
+                .map_err(|e| e.to_string())?;
+            (status == 502 && rejected == 1.0)
+                .then_some(())
+                .ok_or(format!("{status} {body} rejected={rejected}"))
+        },
+    )
+    .await
+    .unwrap();
+    // Once the host reloads, the same key works: no restart, and the verdict clears.
+    eventually(
+        15,
+        "the new key accepted after the host's reload",
+        || async {
+            let (status, _, body) = stack
+                .send(stack.post(&http, None, None, initialize_body()))
+                .await;
+            let rejected = stack
+                .sidecar
+                .metric(KEY_REJECTED)
+                .await
+                .map_err(|e| e.to_string())?;
+            (status == 200 && rejected == 0.0)
+                .then_some(())
+                .ok_or(format!("{status} {body} rejected={rejected}"))
+        },
+    )
+    .await
+    .unwrap();
+    stack.assert_no_key_leak();
+}
