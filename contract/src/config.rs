@@ -274,11 +274,18 @@ fn default_idp_scopes() -> Vec<String> {
     vec!["openid".into(), "profile".into()]
 }
 
+/// The placeholder a multi-tenant issuer carries for the token's tenant, as Entra's
+/// `organizations` discovery document writes it.
+pub const TENANT_PLACEHOLDER: &str = "{tenantid}";
+
 /// Token validation settings.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct OidcConfig {
-    /// Exact `iss` value; `<issuer>/.well-known/openid-configuration` names the JWKS.
+    /// Exact `iss` value; `<issuer>/.well-known/openid-configuration` names the JWKS. A
+    /// multi-tenant Entra app writes the template `https://login.microsoftonline.com/{tenantid}/v2.0`:
+    /// a token's `iss` must then be the template with the token's own `tid`, that `tid` must
+    /// be in `allowedTenants` (required), and discovery is read from the `organizations` one.
     pub issuer: String,
     /// Accepted `aud` values (a trailing slash on either side is tolerated).
     pub audiences: Vec<String>,
@@ -295,6 +302,19 @@ pub struct OidcConfig {
     /// Clock skew tolerated on `exp` and `nbf`. Default 60.
     #[serde(default = "default_leeway")]
     pub leeway_seconds: u64,
+}
+
+impl OidcConfig {
+    /// Whether the issuer is a multi-tenant template (see [`OidcConfig::issuer`]).
+    pub fn is_multi_tenant(&self) -> bool {
+        self.issuer.contains(TENANT_PLACEHOLDER)
+    }
+
+    /// The issuer discovery, metadata and clients use: the template's tenant is Entra's
+    /// `organizations` (work and school accounts of any tenant).
+    pub fn discovery_issuer(&self) -> String {
+        self.issuer.replace(TENANT_PLACEHOLDER, "organizations")
+    }
 }
 
 /// Keys that seal the `Mcp-Session-Id` handed to clients, binding each upstream session to
@@ -583,6 +603,16 @@ impl Config {
             if oidc.audiences.is_empty() {
                 return invalid("auth.audiences needs at least one audience");
             }
+            if oidc.is_multi_tenant() {
+                if oidc.issuer.matches(TENANT_PLACEHOLDER).count() != 1 {
+                    return invalid("auth.issuer may hold {tenantid} once");
+                }
+                if oidc.allowed_tenants.is_empty() {
+                    return invalid(
+                        "auth.allowedTenants must list the tenants to admit when auth.issuer is a {tenantid} template: Entra signs every tenant's tokens with the same keys",
+                    );
+                }
+            }
         }
         if let AuthConfig::AuthorizationServer(facade) = &self.auth {
             let issuer = Url::parse(&facade.idp.issuer).ok();
@@ -721,6 +751,31 @@ mod tests {
         let mut config = example();
         config.system_key.header = "bad header".into();
         assert!(config.validate().is_err());
+    }
+
+    #[test]
+    fn a_multi_tenant_issuer_needs_its_tenants() {
+        let yaml = |tenants: &str| {
+            format!(
+                "publicBaseUrl: https://a.example\nupstream: {{url: https://b.example}}\nsystemKey: {{file: /k}}\nauth: {{mode: Oidc, issuer: 'https://login.microsoftonline.com/{{tenantid}}/v2.0', audiences: [x]{tenants}}}\n"
+            )
+        };
+        let config: Config = serde_yaml::from_str(&yaml("")).unwrap();
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("allowedTenants"), "{err}");
+        let config: Config = serde_yaml::from_str(&yaml(
+            ", allowedTenants: [72f988bf-86f1-41af-91ab-2d7cd011db47]",
+        ))
+        .unwrap();
+        config.validate().unwrap();
+        let AuthConfig::Oidc(oidc) = &config.auth else {
+            panic!("oidc")
+        };
+        assert!(oidc.is_multi_tenant());
+        assert_eq!(
+            oidc.discovery_issuer(),
+            "https://login.microsoftonline.com/organizations/v2.0"
+        );
     }
 
     #[test]

@@ -501,11 +501,15 @@ pub enum AuthMode {
 /// Validate access tokens issued by an OpenID Connect provider.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!self.issuer.contains('{tenantid}') || (has(self.allowedTenants) && self.allowedTenants.size() > 0)").message("auth.oidc.allowedTenants must list the tenants to admit when auth.oidc.issuer is a multi-tenant {tenantid} template: Entra signs every tenant's tokens with the same keys"))]
 pub struct Oidc {
     /// The token issuer, exactly as in the tokens' `iss` claim, for example
     /// `https://login.microsoftonline.com/<tenant>/v2.0`. Its
-    /// `/.well-known/openid-configuration` names the signing keys.
+    /// `/.well-known/openid-configuration` names the signing keys. A multi-tenant app writes
+    /// `https://login.microsoftonline.com/{tenantid}/v2.0` (with `allowedTenants`): a token's
+    /// `iss` must then name its own `tid`, and discovery is read from `…/organizations/v2.0`.
     #[x_kube(validation = Rule::new("!self.contains('?') && !self.contains('#')").message("auth.oidc.issuer must have no query or fragment (OpenID Connect issuers have none)"))]
+    #[x_kube(validation = Rule::new("!self.matches('[{]tenantid[}].*[{]tenantid[}]')").message("auth.oidc.issuer may hold {tenantid} once"))]
     #[x_kube(validation = Rule::new("isURL(self) && url(self).getHostname() != '' && (url(self).getScheme() == 'https' || (url(self).getScheme() == 'http' && url(self).getHostname() in ['127.0.0.1', 'localhost']))").message("auth.oidc.issuer must be the https issuer URL from the tokens' iss claim, such as https://login.microsoftonline.com/<tenant>/v2.0 (plain http only on 127.0.0.1 or localhost, for local testing)"))]
     #[schemars(length(max = 2048))]
     pub issuer: String,

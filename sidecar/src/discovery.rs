@@ -20,11 +20,14 @@ pub struct Discovery {
     pub token_endpoint: Option<Url>,
 }
 
-/// `<issuer>/.well-known/openid-configuration`.
+/// `<issuer>/.well-known/openid-configuration`; a multi-tenant template's is the
+/// `organizations` one, which names the template as its issuer (as Entra's does).
 pub fn url(issuer: &str) -> Result<Url, String> {
     let url = format!(
         "{}/.well-known/openid-configuration",
-        issuer.trim_end_matches('/')
+        issuer
+            .replace(crate::config::TENANT_PLACEHOLDER, "organizations")
+            .trim_end_matches('/')
     );
     Url::parse(&url).map_err(|e| format!("issuer {issuer} is not a URL: {e}"))
 }

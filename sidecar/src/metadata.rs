@@ -8,7 +8,7 @@ use crate::config::{AuthConfig, Config};
 /// The metadata document, or `None` when clients do not authenticate (Anonymous).
 pub fn protected_resource_metadata(config: &Config) -> Option<Value> {
     let (issuer, scopes) = match &config.auth {
-        AuthConfig::Oidc(oidc) => (oidc.issuer.clone(), &oidc.required_scopes),
+        AuthConfig::Oidc(oidc) => (oidc.discovery_issuer(), &oidc.required_scopes),
         AuthConfig::AuthorizationServer(facade) => (config.issuer_url(), &facade.scopes),
         AuthConfig::Anonymous => return None,
     };

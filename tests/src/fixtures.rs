@@ -301,6 +301,24 @@ impl Idp {
         })
     }
 
+    /// `--entra-like`: an access token shaped as Entra ID issues it (see `POST
+    /// /_test/entra-token` in oidc-provider.mjs: `version` "2.0" or "1.0", `tid`, `aud`,
+    /// `scp`, `roles`, `appOnly`, `sub`, `client`), signed with the published RS256 key.
+    pub async fn entra_token(&self, want: Value) -> anyhow::Result<String> {
+        let answer: Value = reqwest::Client::new()
+            .post(format!("{}/_test/entra-token", self.url))
+            .json(&want)
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        Ok(answer["access_token"]
+            .as_str()
+            .context("access_token")?
+            .to_string())
+    }
+
     /// Kills the provider, as an IdP outage would.
     pub fn stop(&mut self) {
         self._process.kill();

@@ -396,6 +396,15 @@ async fn admission_rejects_invalid_gateways_with_a_message_and_stores_nothing() 
             "route.allowedOrigins entries must be origins",
         ),
         (
+            "multi-tenant-without-allowed-tenants",
+            with(
+                base(),
+                "/auth/oidc/issuer",
+                json!("https://login.microsoftonline.com/{tenantid}/v2.0"),
+            ),
+            "auth.oidc.allowedTenants must list the tenants to admit",
+        ),
+        (
             "tenant-not-guid",
             with(base(), "/auth/oidc/allowedTenants", json!(["contoso.com"])),
             "allowedTenants must be Entra tenant IDs",
@@ -820,6 +829,22 @@ fn variants() -> Vec<(&'static str, Value)> {
         "https://a.example:1",
     ] {
         v.push(("/route/allowedOrigins", json!([origin])));
+    }
+    for (issuer, tenants) in [
+        (
+            "https://login.microsoftonline.com/{tenantid}/v2.0",
+            json!(["72f988bf-86f1-41af-91ab-2d7cd011db47"]),
+        ),
+        (
+            "https://login.microsoftonline.com/{tenantid}/v2.0",
+            json!([]),
+        ),
+        (
+            "https://login.microsoftonline.com/{tenantid}/{tenantid}/v2.0",
+            json!(["72f988bf-86f1-41af-91ab-2d7cd011db47"]),
+        ),
+    ] {
+        v.push(("/auth/oidc", json!({"issuer": issuer, "audiences": ["00000000-0000-0000-0000-0000000000aa"], "allowedTenants": tenants})));
     }
     for seconds in [0, 4, 5, 300, 301] {
         v.push(("/route/keepAliveSeconds", json!(seconds)));

@@ -54,7 +54,9 @@ fn condition(gw: &McpGateway, type_: &str) -> Option<(String, String, String)> {
 
 #[tokio::test]
 async fn operator_renders_gateways_and_reports_status() {
-    let cluster = Cluster::shared().expect("local control plane");
+    // A cluster of its own: it reads this operator's metrics and logs, which another test's
+    // operator (watching a shared cluster) could preempt by writing the statuses first.
+    let cluster = Cluster::start().expect("local control plane");
     cluster.install_crd().unwrap();
     let client = cluster.client().await.unwrap();
     let ns = TestNamespace::new(&client, "operator").await.unwrap();

@@ -42,6 +42,8 @@ pub mod reason {
     pub const UNKNOWN_KEY: &str = "unknown_key";
     pub const DISALLOWED_ALG: &str = "disallowed_alg";
     pub const WRONG_TENANT: &str = "wrong_tenant";
+    /// An Entra ID v1 token (issuer `https://sts.windows.net/<tid>/`) where v2 is configured.
+    pub const ENTRA_V1_TOKEN: &str = "entra_v1_token";
 }
 
 impl AuthError {
@@ -92,6 +94,9 @@ impl AuthError {
             "unknown_key" => "The access token is signed with an unknown key",
             "disallowed_alg" => "The access token uses a disallowed signing algorithm",
             "wrong_tenant" => "The access token was issued for a tenant that is not allowed",
+            "entra_v1_token" => {
+                "The access token is an Entra ID v1 token (issuer sts.windows.net): set requestedAccessTokenVersion to 2 in the API app registration's manifest"
+            }
             "insufficient_scope" => "The access token lacks a required scope",
             _ => "The access token is invalid",
         }

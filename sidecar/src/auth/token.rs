@@ -14,7 +14,7 @@ use serde::de::IgnoredAny;
 
 use super::error::reason;
 use super::{AuthError, Principal};
-use crate::config::OidcConfig;
+use crate::config::{OidcConfig, TENANT_PLACEHOLDER};
 
 /// The token of a `Bearer` `Authorization` header (scheme case-insensitive). The length is
 /// checked before anything else looks at the token.
@@ -102,7 +102,9 @@ pub(crate) fn read_header(token: &str) -> Result<TokenHeader, AuthError> {
 /// The claim checks, prepared once from the configuration.
 #[derive(Debug, Clone)]
 pub(crate) struct Policy {
-    issuer: String,
+    /// The exact issuer, or a multi-tenant template (`…/{tenantid}/…`) split around the
+    /// placeholder.
+    issuer: Issuer,
     /// Configured audiences without a trailing slash.
     audiences: Vec<String>,
     required_scopes: Vec<String>,
@@ -112,8 +114,15 @@ pub(crate) struct Policy {
 
 impl Policy {
     pub(crate) fn new(config: &OidcConfig) -> Self {
+        let issuer = match config.issuer.split_once(TENANT_PLACEHOLDER) {
+            Some((before, after)) => Issuer::Template {
+                before: before.to_string(),
+                after: after.to_string(),
+            },
+            None => Issuer::Exact(config.issuer.clone()),
+        };
         Self {
-            issuer: config.issuer.clone(),
+            issuer,
             audiences: config
                 .audiences
                 .iter()
@@ -136,9 +145,10 @@ impl Policy {
         let mut validation = Validation::new(header.alg);
         validation.leeway = self.leeway;
         validation.validate_nbf = true;
-        // Checked in `check`, which tolerates a trailing slash.
+        // Both checked in `check`: the audience tolerates a trailing slash, and the issuer may
+        // be a template, or an Entra v1 issuer that deserves its own answer.
         validation.validate_aud = false;
-        validation.set_issuer(&[&self.issuer]);
+        validation.iss = None;
         validation.set_required_spec_claims(&["exp", "iss"]);
         let data = jsonwebtoken::decode::<Claims>(token, key, &validation).map_err(rejection)?;
         self.check(data.claims)
@@ -147,7 +157,20 @@ impl Policy {
     /// The checks `jsonwebtoken` does not do, in an order that makes a 403 mean "a valid
     /// token for this resource, short of a scope".
     fn check(&self, claims: Claims) -> Result<Principal, AuthError> {
-        if claims.iss.as_deref() != Some(self.issuer.as_str()) {
+        let iss = claims.iss.as_deref().unwrap_or_default();
+        let issuer_ok = match &self.issuer {
+            Issuer::Exact(issuer) => iss == issuer,
+            // The tenant in `iss` must be the token's own `tid` (checked against the allow-list
+            // below): Entra signs every tenant's tokens with the same keys.
+            Issuer::Template { before, after } => claims
+                .tid
+                .as_deref()
+                .is_some_and(|tid| is_tenant_id(tid) && iss == format!("{before}{tid}{after}")),
+        };
+        if !issuer_ok {
+            if iss.starts_with(ENTRA_V1_ISSUER) {
+                return Err(AuthError::InvalidToken(reason::ENTRA_V1_TOKEN));
+            }
             return Err(AuthError::InvalidToken(reason::WRONG_ISSUER));
         }
         let expires_at = claims
@@ -251,6 +274,31 @@ fn rejection(error: jsonwebtoken::errors::Error) -> AuthError {
         | ErrorKind::InvalidAlgorithmName => invalid(reason::DISALLOWED_ALG),
         _ => AuthError::Malformed,
     }
+}
+
+/// What the token's `iss` must be.
+#[derive(Debug, Clone)]
+enum Issuer {
+    Exact(String),
+    /// `<before><tid><after>`.
+    Template {
+        before: String,
+        after: String,
+    },
+}
+
+/// Entra's v1 tokens (`requestedAccessTokenVersion` unset or 1) come from here, not from the
+/// v2 issuer a gateway names.
+const ENTRA_V1_ISSUER: &str = "https://sts.windows.net/";
+
+/// A tenant id as Entra writes it in `tid`: a GUID (so nothing but hex digits and dashes can
+/// be put into an issuer through it).
+fn is_tenant_id(tid: &str) -> bool {
+    tid.len() == 36
+        && tid.bytes().enumerate().all(|(i, b)| match i {
+            8 | 13 | 18 | 23 => b == b'-',
+            _ => b.is_ascii_hexdigit(),
+        })
 }
 
 fn strip_slash(s: &str) -> &str {
@@ -557,6 +605,82 @@ mod tests {
                 json!({"tid": "00000000-0000-0000-0000-000000000000"})
             ))
             .is_ok()
+        );
+    }
+
+    const TENANT_A: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
+    const TENANT_B: &str = "0b5e1c2d-3f4a-4b6c-8d7e-9f0a1b2c3d4e";
+
+    fn multi_tenant() -> Policy {
+        Policy::new(&OidcConfig {
+            issuer: "https://login.microsoftonline.com/{tenantid}/v2.0".into(),
+            audiences: vec!["api://weather".into()],
+            required_scopes: vec![],
+            allowed_tenants: vec![TENANT_A.to_uppercase()],
+            jwks_uri: None,
+            leeway_seconds: 60,
+        })
+    }
+
+    #[test]
+    fn a_multi_tenant_issuer_takes_the_tokens_own_allowed_tenant() {
+        let p = multi_tenant();
+        let from = |tid: &str, iss_tid: &str| {
+            claims(json!({
+                "tid": tid,
+                "iss": format!("https://login.microsoftonline.com/{iss_tid}/v2.0"),
+            }))
+        };
+        assert!(p.check(from(TENANT_A, TENANT_A)).is_ok());
+        // Another tenant: a valid Entra token, but not admitted.
+        assert_eq!(
+            p.check(from(TENANT_B, TENANT_B)),
+            Err(AuthError::InvalidToken(reason::WRONG_TENANT))
+        );
+        // The issuer's tenant must be the token's own.
+        assert_eq!(
+            p.check(from(TENANT_A, TENANT_B)),
+            Err(AuthError::InvalidToken(reason::WRONG_ISSUER))
+        );
+        assert_eq!(
+            p.check(from(TENANT_B, TENANT_A)),
+            Err(AuthError::InvalidToken(reason::WRONG_ISSUER))
+        );
+        // Only a GUID fills the template; the literal placeholder does not pass either.
+        for tid in [
+            "organizations",
+            "{tenantid}",
+            "x/../72f988bf-86f1-41af-91ab-2d7cd011db47",
+        ] {
+            assert_eq!(
+                p.check(from(tid, tid)),
+                Err(AuthError::InvalidToken(reason::WRONG_ISSUER)),
+                "{tid}"
+            );
+        }
+        assert_eq!(
+            p.check(claims(
+                json!({"tid": null, "iss": "https://login.microsoftonline.com/{tenantid}/v2.0"})
+            )),
+            Err(AuthError::InvalidToken(reason::WRONG_ISSUER))
+        );
+    }
+
+    #[test]
+    fn an_entra_v1_token_is_told_what_to_change() {
+        let v1 = claims(json!({
+            "iss": format!("https://sts.windows.net/{TENANT_A}/"),
+            "ver": "1.0",
+        }));
+        let error = policy().check(v1).unwrap_err();
+        assert_eq!(error, AuthError::InvalidToken(reason::ENTRA_V1_TOKEN));
+        assert!(error.description().contains("requestedAccessTokenVersion"));
+        assert_eq!(error.status(), 401);
+        // Any other issuer stays a plain wrong issuer.
+        let other = claims(json!({"iss": "https://evil.example/v2.0"}));
+        assert_eq!(
+            policy().check(other),
+            Err(AuthError::InvalidToken(reason::WRONG_ISSUER))
         );
     }
 
