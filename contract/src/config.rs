@@ -629,6 +629,16 @@ impl Config {
                     );
                 }
             }
+            if facade.idp.issuer.contains(TENANT_PLACEHOLDER) {
+                if facade.idp.issuer.matches(TENANT_PLACEHOLDER).count() != 1 {
+                    return invalid("auth.idp.issuer may hold {tenantid} once");
+                }
+                if facade.allowed_tenants.is_empty() {
+                    return invalid(
+                        "auth.allowedTenants must list the tenants whose users may sign in when auth.idp.issuer is a {tenantid} template: Entra signs every tenant's tokens with the same keys",
+                    );
+                }
+            }
             if facade.idp.client_id.is_empty() {
                 return invalid("auth.idp.clientId must be set");
             }

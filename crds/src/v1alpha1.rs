@@ -381,6 +381,7 @@ pub struct Auth {
 /// current), which the operator creates when absent; prepend a key to rotate.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!self.idp.issuer.contains('{tenantid}') || (has(self.allowedTenants) && self.allowedTenants.size() > 0)").message("auth.authorizationServer.allowedTenants must list the tenants whose users may sign in when idp.issuer is a multi-tenant {tenantid} template: Entra signs every tenant's tokens with the same keys"))]
 pub struct AuthorizationServer {
     /// Where users sign in.
     pub idp: UpstreamIdp,
@@ -419,8 +420,12 @@ pub struct AuthorizationServer {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct UpstreamIdp {
-    /// The IdP's issuer, for Entra `https://login.microsoftonline.com/<tenant>/v2.0`.
+    /// The IdP's issuer, for Entra `https://login.microsoftonline.com/<tenant>/v2.0`; for a
+    /// multi-tenant app `https://login.microsoftonline.com/{tenantid}/v2.0` with
+    /// `allowedTenants` (users sign in at `…/organizations/…`; an ID token's `iss` must name
+    /// its own `tid`).
     #[x_kube(validation = Rule::new("!self.contains('?') && !self.contains('#')").message("auth.authorizationServer.idp.issuer must have no query or fragment (OpenID Connect issuers have none)"))]
+    #[x_kube(validation = Rule::new("!self.matches('[{]tenantid[}].*[{]tenantid[}]')").message("auth.authorizationServer.idp.issuer may hold {tenantid} once"))]
     #[x_kube(validation = Rule::new("isURL(self) && url(self).getHostname() != '' && (url(self).getScheme() == 'https' || (url(self).getScheme() == 'http' && url(self).getHostname() in ['127.0.0.1', 'localhost']))").message("auth.authorizationServer.idp.issuer must be an https URL such as https://login.microsoftonline.com/<tenant>/v2.0 (plain http only on 127.0.0.1 or localhost, for local testing)"))]
     #[schemars(length(max = 512))]
     pub issuer: String,

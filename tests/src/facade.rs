@@ -24,6 +24,8 @@ pub const SCOPE: &str = "mcp.tools";
 /// for `callback`.
 pub struct EntraLike {
     pub issuer: String,
+    /// The whole ready line (tenantId, organizationsIssuer, …).
+    pub ready: serde_json::Value,
     _process: Process,
 }
 
@@ -58,6 +60,7 @@ impl EntraLike {
             Process::spawn_ready("oidc-provider", c, None, Duration::from_secs(30))?;
         Ok(Self {
             issuer: ready["issuer"].as_str().context("issuer")?.to_string(),
+            ready,
             _process: process,
         })
     }

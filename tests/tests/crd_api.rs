@@ -265,6 +265,19 @@ async fn admission_rejects_invalid_gateways_with_a_message_and_stores_nothing() 
             "idp.issuer must be an https URL",
         ),
         (
+            "authorization-server-multi-tenant-without-allowed-tenants",
+            with(
+                with(
+                    with(base(), "/auth/oidc", Value::Null),
+                    "/auth/mode",
+                    json!("AuthorizationServer"),
+                ),
+                "/auth/authorizationServer",
+                json!({"idp": {"issuer": "https://login.microsoftonline.com/{tenantid}/v2.0", "clientId": "c", "clientSecretRef": {"name": "s"}}}),
+            ),
+            "auth.authorizationServer.allowedTenants must list the tenants",
+        ),
+        (
             "prefix-relative",
             with(base(), "/route/pathPrefix", json!("weather")),
             "route.pathPrefix must start with '/'",
@@ -845,6 +858,12 @@ fn variants() -> Vec<(&'static str, Value)> {
         ),
     ] {
         v.push(("/auth/oidc", json!({"issuer": issuer, "audiences": ["00000000-0000-0000-0000-0000000000aa"], "allowedTenants": tenants})));
+    }
+    for tenants in [json!([]), json!(["72f988bf-86f1-41af-91ab-2d7cd011db47"])] {
+        v.push((
+            "/auth/authorizationServer",
+            json!({"idp": {"issuer": "https://login.microsoftonline.com/{tenantid}/v2.0", "clientId": "c", "clientSecretRef": {"name": "s"}}, "allowedTenants": tenants}),
+        ));
     }
     for seconds in [0, 4, 5, 300, 301] {
         v.push(("/route/keepAliveSeconds", json!(seconds)));

@@ -6,6 +6,7 @@
 //! fixture setting).
 
 use base64::Engine;
+use mcp_gateway_contract::config::AuthConfig;
 use mcp_gateway_sidecar::facade::pkce;
 use mcp_gateway_tests::browser::Browser;
 use mcp_gateway_tests::facade::{
@@ -610,6 +611,53 @@ async fn the_typescript_and_python_sdks_log_in_and_refresh() {
     );
     let logs = stack.sidecar.logs();
     assert!(!logs.contains(GATEWAY_SECRET) && !logs.contains(SYSTEM_KEY));
+}
+
+#[tokio::test]
+async fn a_multi_tenant_idp_signs_in_users_of_allowed_tenants_only() {
+    // The IdP side as a multi-tenant Entra app: the `{tenantid}` issuer template, users sent to
+    // `organizations`, ID tokens whose `iss` names their own `tid`.
+    for (allowed, signs_in) in [
+        (None, true),
+        (Some("9c8b7a6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d"), false),
+    ] {
+        let files = Files::new();
+        let standin = Standin::start(&files.path("system-key")).expect("stand-in");
+        let (listen, base) = public_listener();
+        let idp = EntraLike::start(&[format!("{base}/weather/oauth/callback")]).expect("IdP");
+        let template = idp.ready["organizationsIssuer"].as_str().unwrap();
+        let tenant = idp.ready["tenantId"].as_str().unwrap();
+        let mut config = facade_config(listen, &base, "/weather", template, &standin.url, &files);
+        let AuthConfig::AuthorizationServer(facade) = &mut config.auth else {
+            panic!("facade config")
+        };
+        facade.allowed_tenants = vec![allowed.unwrap_or(tenant).to_string()];
+        let sidecar = Sidecar::start(config).expect("sidecar");
+        sidecar.wait_ready().await.expect("ready");
+        let resource = format!("{base}/weather/mcp");
+        let (ok, out, raw) = fixtures::mcp_oauth_client(&[
+            "--url",
+            &resource,
+            "--call",
+            "echo",
+            "--args",
+            r#"{"message":"any tenant of the list"}"#,
+            "--skip-refresh",
+        ])
+        .unwrap();
+        let logs = sidecar.logs();
+        if signs_in {
+            assert!(ok, "{raw}\n{logs}");
+            assert!(
+                out["result"].to_string().contains("any tenant of the list"),
+                "{out}"
+            );
+        } else {
+            assert!(!ok, "a user of a tenant not listed signed in: {out}");
+            assert!(logs.contains("wrong_tenant"), "{logs}");
+        }
+        assert!(!logs.contains(GATEWAY_SECRET) && !logs.contains(SYSTEM_KEY));
+    }
 }
 
 /// Serves one JSON document over https on 127.0.0.1 (a client's metadata document).
