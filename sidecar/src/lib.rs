@@ -17,6 +17,7 @@ pub mod metadata;
 pub mod metrics;
 pub mod polled_file;
 pub mod proxy;
+pub mod request_id;
 pub mod response;
 pub mod routes;
 pub mod seal;

@@ -29,11 +29,11 @@ struct Args {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> std::process::ExitCode {
     // Log lines are written by a background thread, so a request never waits on stderr;
     // not lossy: when the buffer is full, logging applies backpressure rather than dropping
     // request records.
-    let (log_writer, _log_guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+    let (log_writer, log_guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
         .lossy(false)
         .finish(std::io::stderr());
     tracing_subscriber::fmt()
@@ -47,6 +47,34 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     let args = Args::parse();
+    match run(args).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            // One JSON line, like every other, with the whole cause chain; flushed before exit.
+            tracing::error!(error = %describe(&error), "the sidecar cannot run");
+            drop(log_guard);
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// The error and its causes, each said once: an error that quotes its source is not
+/// followed by the source again.
+fn describe(error: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            if !out.is_empty() {
+                out.push_str(": ");
+            }
+            out.push_str(&text);
+        }
+    }
+    out
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
     let config = Config::load(&args.config)?;
     let metrics = Arc::new(Metrics::new());
 

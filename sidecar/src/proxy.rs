@@ -25,8 +25,10 @@ use crate::mcp_peek;
 use crate::metadata;
 use crate::metrics::{Metrics, Reason, Route as RouteLabel, RouteStatus};
 use crate::polled_file::KeysFile;
+use crate::request_id;
 use crate::response::{self, plain};
 use crate::routes::{self, Route};
+use crate::server::ClientAddr;
 use crate::session::SessionSealer;
 use crate::sse::EndpointRewriter;
 use crate::upstream::{self, UpstreamClient, UpstreamFailure, UpstreamTlsError};
@@ -106,11 +108,21 @@ impl Gateway {
     pub async fn handle(self: Arc<Self>, request: Request<Incoming>) -> Response<Body> {
         let started = Instant::now();
         let route = routes::route(&self.config, request.uri().path());
+        let request_id = request_id::of(request.headers());
+        let mut request = request;
+        request
+            .headers_mut()
+            .insert(request_id::HEADER, request_id.clone());
         let mut log = RequestLog::new(route, request.method());
+        log.request_id = request_id.to_str().unwrap_or_default().to_string();
+        log.client = request.extensions().get::<ClientAddr>().map(|c| c.0);
         let origin = request.headers().get(header::ORIGIN).cloned();
         let mut response = self.respond(route, request, &mut log).await;
         self.origins
             .response_headers(origin.as_ref(), response.headers_mut());
+        response
+            .headers_mut()
+            .insert(request_id::HEADER, request_id);
         self.metrics
             .requests
             .get_or_create(&RouteStatus {
@@ -144,7 +156,10 @@ impl Gateway {
                 }
                 let principal = match self.authenticate(&request).await {
                     Ok(p) => p,
-                    Err(error) => return self.auth_failure(&error),
+                    Err(error) => {
+                        log.reason = Some(error.reason());
+                        return self.auth_failure(&error);
+                    }
                 };
                 log.subject = Some(principal.subject.clone());
                 log.client_id = principal.client_id.clone();
@@ -325,7 +340,10 @@ impl Gateway {
         };
         let upstream = match answer {
             Ok(r) => r,
-            Err(failure) => return failure.response(),
+            Err(failure) => {
+                log.reason = Some(failure.reason());
+                return failure.response();
+            }
         };
         self.metrics
             .upstream_latency
@@ -363,7 +381,13 @@ impl Gateway {
                 {
                     Err(_) => return Err(UpstreamFailure::Timeout),
                     Ok(Err(error)) => {
-                        tracing::warn!(error = %error, "upstream request failed");
+                        let (cause, detail) = upstream::cause(&error);
+                        tracing::warn!(
+                            upstream = %self.upstream_origin,
+                            cause,
+                            error = %detail,
+                            "upstream request failed"
+                        );
                         return Err(UpstreamFailure::Unreachable);
                     }
                     Ok(Ok(r)) => r,
@@ -515,10 +539,14 @@ fn session_not_found() -> Response<Body> {
 struct RequestLog {
     route: Route,
     method: Method,
+    request_id: String,
+    client: Option<std::net::SocketAddr>,
     subject: Option<String>,
     client_id: Option<String>,
     mcp_method: Option<String>,
     mcp_name: Option<String>,
+    /// Why the gateway answered itself: an auth failure's or an upstream failure's reason.
+    reason: Option<&'static str>,
 }
 
 impl RequestLog {
@@ -526,10 +554,13 @@ impl RequestLog {
         Self {
             route,
             method: method.clone(),
+            request_id: String::new(),
+            client: None,
             subject: None,
             client_id: None,
             mcp_method: None,
             mcp_name: None,
+            reason: None,
         }
     }
 
@@ -539,10 +570,13 @@ impl RequestLog {
             http_method = %self.method,
             status = status.as_u16(),
             latency_ms = elapsed.as_secs_f64() * 1000.0,
+            request_id = %self.request_id,
+            client = self.client.map(tracing::field::display),
             subject = self.subject.as_deref(),
             client_id = self.client_id.as_deref(),
             mcp_method = self.mcp_method.as_deref(),
             mcp_name = self.mcp_name.as_deref(),
+            reason = self.reason,
             "request"
         );
     }

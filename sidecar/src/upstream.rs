@@ -112,9 +112,60 @@ impl UpstreamFailure {
         }
     }
 
+    /// The request log's `reason`.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Self::NoKey => "no_system_key",
+            Self::Timeout => "upstream_timeout",
+            Self::Unreachable => "upstream_unreachable",
+            Self::KeyRejected => "upstream_rejected_key",
+            Self::AppServiceAuth => "app_service_auth",
+        }
+    }
+
     pub fn response(self) -> http::Response<Body> {
         plain(self.status(), self.message())
     }
+}
+
+/// What went wrong reaching the upstream, for operators: a short cause from a closed set
+/// (`refused`, `dns`, `tls`, `timeout`, `reset`, `connect`, `other`) and the whole error
+/// chain. Connection errors name no URL, key or header, so the chain is safe to log.
+pub fn cause(error: &(dyn std::error::Error + 'static)) -> (&'static str, String) {
+    let mut chain = Vec::new();
+    let mut cause = "other";
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = next {
+        let text = e.to_string();
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            cause = match io.kind() {
+                std::io::ErrorKind::ConnectionRefused => "refused",
+                std::io::ErrorKind::TimedOut => "timeout",
+                std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::ConnectionAborted => {
+                    "reset"
+                }
+                _ if cause == "other" => "connect",
+                _ => cause,
+            };
+        }
+        if e.downcast_ref::<rustls::Error>().is_some() {
+            cause = "tls";
+        } else if cause == "other" || cause == "connect" {
+            let lower = text.to_ascii_lowercase();
+            if lower.contains("dns error") || lower.contains("failed to lookup address") {
+                cause = "dns";
+            } else if lower.contains("certificate") || lower.contains("tls") {
+                cause = "tls";
+            } else if cause == "other" && lower.contains("connect") {
+                cause = "connect";
+            }
+        }
+        if chain.last() != Some(&text) {
+            chain.push(text);
+        }
+        next = e.source();
+    }
+    (cause, chain.join(": "))
 }
 
 /// Who refused a request, read from a response the Function App sent.

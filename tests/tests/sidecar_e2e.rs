@@ -795,3 +795,71 @@ async fn shutdown_drains_open_streams_before_exiting() {
     assert_eq!(code, Some(0));
     stack.assert_no_key_leak();
 }
+
+#[tokio::test]
+async fn every_request_line_says_which_request_from_where_and_why() {
+    let stack = Stack::start(true, |_| {}).await;
+    let http = reqwest::Client::new();
+    // An incoming request id is kept, echoed and passed upstream.
+    let token = stack.token();
+    let (status, headers, _) = stack
+        .send(
+            stack
+                .post(&http, Some(&token), None, initialize_body())
+                .header("x-request-id", "call-7f3a"),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(headers["x-request-id"], "call-7f3a");
+    let requests = stack.standin.requests().await.unwrap();
+    assert!(
+        requests.last().unwrap()["headerNames"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|h| h == "x-request-id"),
+        "{requests:?}"
+    );
+    // Without one, the gateway makes one up; a 401 line says why.
+    let (status, headers, _) = stack
+        .send(stack.post(&http, None, None, initialize_body()))
+        .await;
+    assert_eq!(status, 401);
+    let generated = headers["x-request-id"].to_str().unwrap().to_string();
+    assert_eq!(generated.len(), 32, "{generated}");
+    // Log lines are written by a background thread: wait for both.
+    let lines = mcp_gateway_tests::eventually(10, "both request lines", || async {
+        let lines: Vec<Value> = stack
+            .sidecar
+            .logs()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .filter(|l: &Value| l["message"] == "request")
+            .collect();
+        let has = |id: &str| lines.iter().any(|l| l["request_id"] == id);
+        (has("call-7f3a") && has(&generated))
+            .then_some(lines.clone())
+            .ok_or(format!("{lines:?}"))
+    })
+    .await
+    .unwrap();
+    let ok = lines
+        .iter()
+        .find(|l| l["request_id"] == "call-7f3a")
+        .expect("the request's line");
+    assert_eq!(ok["status"], 200);
+    assert!(
+        ok["client"]
+            .as_str()
+            .is_some_and(|c| c.starts_with("127.0.0.1:")),
+        "{ok}"
+    );
+    assert!(ok["subject"].is_string(), "{ok}");
+    let refused = lines
+        .iter()
+        .find(|l| l["request_id"] == generated.as_str())
+        .expect("the 401's line");
+    assert_eq!(refused["status"], 401);
+    assert_eq!(refused["reason"], "missing", "{refused}");
+    stack.assert_no_key_leak();
+}

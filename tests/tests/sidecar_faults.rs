@@ -288,14 +288,30 @@ async fn upstream_down_gives_502_and_recovers_on_the_same_port() {
         (status, body.as_str()),
         (502, "the MCP server could not be reached")
     );
-    eventually(10, "the failure logged", || async {
+    // The log says what failed, where, and why: the upstream's origin and the cause.
+    let upstream = stack.standin.url.clone();
+    eventually(10, "the failure logged with its cause", || async {
         let logs = stack.sidecar.logs();
-        logs.contains("upstream request failed")
+        logs.lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .any(|l| {
+                l["message"] == "upstream request failed"
+                    && l["cause"] == "refused"
+                    && l["upstream"] == upstream.as_str()
+                    && l["error"].as_str().is_some_and(|e| e.contains("refused"))
+            })
             .then_some(())
             .ok_or(logs)
     })
     .await
     .unwrap();
+    let logs = stack.sidecar.logs();
+    assert!(
+        logs.lines().any(|l| l.contains(r#""message":"request""#)
+            && l.contains(r#""status":502"#)
+            && l.contains(r#""reason":"upstream_unreachable""#)),
+        "{logs}"
+    );
 
     // The Function App comes back at the same address: the next request works, with the same
     // sidecar process (no stale pooled connection to the dead one is used).
@@ -806,11 +822,20 @@ fn an_invalid_config_is_refused_with_the_field_named() {
             code.is_some_and(|c| c != 0),
             "{what}: exit code {code:?}; stderr:\n{stderr}"
         );
-        // The first thing said is the error, and it names what to fix.
+        // The first thing said is the error, one JSON line like every other, and it names
+        // what to fix; it is said once.
         let first = stderr.lines().next().unwrap_or_default();
+        let line: serde_json::Value = serde_json::from_str(first)
+            .unwrap_or_else(|e| panic!("{what}: the first line is not JSON ({e}):\n{stderr}"));
+        assert_eq!(line["level"], "ERROR", "{what}: {first}");
         assert!(
-            first.starts_with("Error: ") && first.contains(field),
+            line["error"].as_str().is_some_and(|e| e.contains(field)),
             "{what}: no mention of {field} in the first line:\n{stderr}"
+        );
+        assert_eq!(
+            stderr.matches(field).count(),
+            1,
+            "{what}: the error is said more than once:\n{stderr}"
         );
         let lower = stderr.to_lowercase();
         assert!(
