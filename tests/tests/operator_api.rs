@@ -386,6 +386,47 @@ async fn operator_renders_gateways_and_reports_status() {
         refusal.contains("\"level\":\"WARN\"") && refusal.contains("auth-url"),
         "{refusal}"
     );
+
+    // Every gateway of this cluster is counted once by its Ready status, the refused one
+    // among the not-ready; a deleted one leaves the count.
+    let by_ready = |metrics: &str| -> Vec<(String, f64)> {
+        metrics
+            .lines()
+            .filter_map(|l| l.strip_prefix("mcp_gateway_operator_gateways{ready=\""))
+            .filter_map(|l| {
+                let (ready, value) = l.split_once("\"} ")?;
+                Some((ready.to_string(), value.trim().parse().ok()?))
+            })
+            .collect()
+    };
+    let all: Api<McpGateway> = Api::all(client.clone());
+    let count = all.list(&ListParams::default()).await.unwrap().items.len() as f64;
+    assert!(count >= 2.0);
+    eventually(30, "the gateways counted by Ready", || async {
+        let metrics = operator.metrics().await.map_err(|e| e.to_string())?;
+        let counts = by_ready(&metrics);
+        let total: f64 = counts.iter().map(|(_, n)| n).sum();
+        let not_ready = counts
+            .iter()
+            .find(|(r, _)| r == "False")
+            .map_or(0.0, |c| c.1);
+        (total == count && not_ready >= 1.0 && counts.len() == 4)
+            .then_some(())
+            .ok_or(format!("{counts:?} of {count}"))
+    })
+    .await;
+    gateways
+        .delete("hooked", &Default::default())
+        .await
+        .unwrap();
+    eventually(30, "the deleted gateway uncounted", || async {
+        let metrics = operator.metrics().await.map_err(|e| e.to_string())?;
+        let total: f64 = by_ready(&metrics).iter().map(|(_, n)| n).sum();
+        (total == count - 1.0)
+            .then_some(())
+            .ok_or(format!("{total} of {}", count - 1.0))
+    })
+    .await;
 }
 
 #[tokio::test]

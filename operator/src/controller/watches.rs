@@ -46,6 +46,7 @@ pub async fn run(mut ctx: Context) {
     ));
     let store = controller.store();
     ctx.gateways = Some(store.clone());
+    let _ = ctx.metrics.gateways.set(store.clone());
     let ctx = Arc::new(ctx);
     let hosts = store.clone();
     let seen_generations = Mutex::new(HashMap::<String, i64>::new());
