@@ -109,6 +109,13 @@ pub struct Options {
     pub idle: Duration,
 }
 
+/// What the outcome's log line repeats from the request's (which is written when the stream
+/// opens, with status 200).
+#[derive(Clone, Debug, Default)]
+pub struct LogContext {
+    pub request_id: String,
+}
+
 enum Phase {
     Waiting(Pending),
     /// An upstream event stream, relayed.
@@ -124,6 +131,7 @@ struct State {
     options: Options,
     metrics: Arc<Metrics>,
     started: Instant,
+    log: LogContext,
     /// Counts the stream in `open_streams` while the gateway holds it open itself.
     _open: Option<body::OpenStream>,
 }
@@ -136,6 +144,7 @@ pub fn respond(
     options: Options,
     metrics: Arc<Metrics>,
     started: Instant,
+    log: LogContext,
 ) -> Response<Body> {
     metrics
         .long_calls
@@ -148,6 +157,7 @@ pub fn respond(
         _open: Some(body::OpenStream::new(metrics.clone())),
         metrics,
         started,
+        log,
     };
     let first = futures::stream::once(async { Ok(Frame::data(Bytes::from_static(KEEP_ALIVE))) });
     let rest = futures::stream::unfold(state, next_frame);
@@ -276,11 +286,13 @@ impl State {
             .inc();
         if outcome == "failed" {
             tracing::warn!(
+                request_id = %self.log.request_id,
                 waited_seconds = waited.as_secs(),
                 "a long call failed on the stream the gateway opened; the client got a JSON-RPC error"
             );
         } else {
             tracing::info!(
+                request_id = %self.log.request_id,
                 waited_seconds = waited.as_secs(),
                 "a long call was answered on the stream the gateway opened"
             );

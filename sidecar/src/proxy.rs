@@ -330,6 +330,9 @@ impl Gateway {
                             options,
                             self.metrics.clone(),
                             started.into(),
+                            long_call::LogContext {
+                                request_id: log.request_id.clone(),
+                            },
                         );
                     }
                     None => pending.await,

@@ -82,6 +82,10 @@ async fn a_call_longer_than_a_keep_alive_gets_the_gateways_stream_then_its_resul
         .send()
         .await
         .unwrap();
+    let request_id = response.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
     let (status, content_type, text) = read_all(response, Duration::from_secs(20)).await;
     stack.record(text.as_bytes());
     assert_eq!(status, 200);
@@ -101,6 +105,16 @@ async fn a_call_longer_than_a_keep_alive_gets_the_gateways_stream_then_its_resul
         assert!(metrics.contains(&series), "{series}: {metrics}");
     }
     assert_eq!(stack.sidecar.metric(OPEN_STREAMS).await.unwrap(), 0.0);
+    // The outcome's log line carries the request's id (its request line said 200 at the open).
+    eventually(10, "the outcome logged with the request id", || async {
+        let logs = stack.sidecar.logs();
+        logs.lines()
+            .any(|l| l.contains("a long call was answered") && l.contains(&request_id))
+            .then_some(())
+            .ok_or(logs)
+    })
+    .await
+    .unwrap();
     // A quick call on the same session keeps the upstream's own response, untouched.
     let (status, _, body) = stack
         .send(stack.post(
