@@ -65,6 +65,19 @@ impl Entra {
         }
     }
 
+    /// The gateway's protected resource metadata.
+    async fn metadata(&self) -> Value {
+        reqwest::get(format!(
+            "{}/.well-known/oauth-protected-resource/mcp",
+            self.sidecar.url
+        ))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+    }
+
     fn mcp_url(&self) -> String {
         format!("{}/mcp", self.sidecar.url)
     }
@@ -106,15 +119,7 @@ async fn sdk_clients_call_a_tool_with_a_real_shaped_v2_token() {
     let entra = Entra::start(false).await;
     let api = entra.idp.ready["apiClientId"].as_str().unwrap();
     // Resource metadata advertises the scope clients must request from Entra.
-    let prm: Value = reqwest::get(format!(
-        "{}/.well-known/oauth-protected-resource/mcp",
-        entra.sidecar.url
-    ))
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap();
+    let prm = entra.metadata().await;
     assert_eq!(
         prm["scopes_supported"],
         json!([format!("api://{api}/mcp.tools")])
@@ -211,15 +216,7 @@ async fn a_v1_token_is_refused_with_what_to_change() {
 async fn a_multi_tenant_gateway_admits_an_allowed_tenant_and_refuses_another() {
     let entra = Entra::start(true).await;
     // Discovery came from `organizations`, whose issuer is the template; clients are sent there.
-    let prm: Value = reqwest::get(format!(
-        "{}/.well-known/oauth-protected-resource/mcp",
-        entra.sidecar.url
-    ))
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap();
+    let prm = entra.metadata().await;
     let organizations = entra.idp.ready["organizationsIssuer"]
         .as_str()
         .unwrap()

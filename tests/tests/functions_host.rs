@@ -303,42 +303,35 @@ async fn a_key_rotated_in_before_the_host_reloads_its_keys_recovers_when_it_does
     let rotated = "SYSKEY+/rotatedkey4e5f6g7h8i9j0kLmNoPqRsTuVwXyZ012+/ab==";
     write_secret_volume(&stack.dir.path().join("secret"), rotated);
     *stack.key.lock().unwrap() = rotated.into();
+    // Until the host reloads, the new key is refused and the gateway says so; then the same
+    // key works: no restart, and the verdict clears.
+    let answers = |status: u16, rejected: f64| {
+        let (stack, http) = (&stack, &http);
+        move || async move {
+            let (got, _, body) = stack
+                .send(stack.post(http, None, None, initialize_body()))
+                .await;
+            let verdict = stack
+                .sidecar
+                .metric(KEY_REJECTED)
+                .await
+                .map_err(|e| e.to_string())?;
+            (got == status && verdict == rejected)
+                .then_some(())
+                .ok_or(format!("{got} {body} rejected={verdict}"))
+        }
+    };
     eventually(
         5,
         "the new key refused while the host holds the old ones",
-        || async {
-            let (status, _, body) = stack
-                .send(stack.post(&http, None, None, initialize_body()))
-                .await;
-            let rejected = stack
-                .sidecar
-                .metric(KEY_REJECTED)
-                .await
-                .map_err(|e| e.to_string())?;
-            (status == 502 && rejected == 1.0)
-                .then_some(())
-                .ok_or(format!("{status} {body} rejected={rejected}"))
-        },
+        answers(502, 1.0),
     )
     .await
     .unwrap();
-    // Once the host reloads, the same key works: no restart, and the verdict clears.
     eventually(
         15,
         "the new key accepted after the host's reload",
-        || async {
-            let (status, _, body) = stack
-                .send(stack.post(&http, None, None, initialize_body()))
-                .await;
-            let rejected = stack
-                .sidecar
-                .metric(KEY_REJECTED)
-                .await
-                .map_err(|e| e.to_string())?;
-            (status == 200 && rejected == 0.0)
-                .then_some(())
-                .ok_or(format!("{status} {body} rejected={rejected}"))
-        },
+        answers(200, 0.0),
     )
     .await
     .unwrap();

@@ -30,6 +30,33 @@ async fn stack(standin_args: &[&str], response_seconds: u32) -> Stack {
     .await
 }
 
+/// A `tools/call` of the stand-in's `sleep` tool (`ms` milliseconds, no progress) as request
+/// `id` on `session`.
+async fn sleep_call(
+    stack: &Stack,
+    http: &reqwest::Client,
+    session: &str,
+    id: u64,
+    ms: u64,
+) -> reqwest::Response {
+    stack
+        .post(
+            http,
+            None,
+            Some(session),
+            tool_call(id, "sleep", json!({"ms": ms})),
+        )
+        .send()
+        .await
+        .unwrap()
+}
+
+/// `mcp_gateway_long_calls_total{outcome}`.
+async fn long_calls(stack: &Stack, outcome: &str) -> f64 {
+    let series = format!(r#"mcp_gateway_long_calls_total{{outcome="{outcome}"}}"#);
+    stack.sidecar.metric(&series).await.unwrap()
+}
+
 /// Reads a whole response body (bounded by `limit`); returns status, content type and text.
 async fn read_all(response: reqwest::Response, limit: Duration) -> (u16, String, String) {
     let status = response.status().as_u16();
@@ -72,16 +99,7 @@ async fn a_call_longer_than_a_keep_alive_gets_the_gateways_stream_then_its_resul
     let stack = stack(&[], 30).await;
     let http = reqwest::Client::new();
     let session = stack.open_session(&http, None).await;
-    let response = stack
-        .post(
-            &http,
-            None,
-            Some(&session),
-            tool_call(2, "sleep", json!({"ms": 3500})),
-        )
-        .send()
-        .await
-        .unwrap();
+    let response = sleep_call(&stack, &http, &session, 2, 3500).await;
     let request_id = response.headers()["x-request-id"]
         .to_str()
         .unwrap()
@@ -138,16 +156,7 @@ async fn a_json_answer_after_the_stream_opened_becomes_its_message_event() {
     let stack = stack(&["--json-response"], 30).await;
     let http = reqwest::Client::new();
     let session = stack.open_session(&http, None).await;
-    let response = stack
-        .post(
-            &http,
-            None,
-            Some(&session),
-            tool_call(7, "sleep", json!({"ms": 2500})),
-        )
-        .send()
-        .await
-        .unwrap();
+    let response = sleep_call(&stack, &http, &session, 7, 2500).await;
     let (status, content_type, text) = read_all(response, Duration::from_secs(20)).await;
     assert_eq!((status, content_type.as_str()), (200, "text/event-stream"));
     assert!(text.starts_with(KEEP_ALIVE), "{text:?}");
@@ -163,16 +172,7 @@ async fn past_the_time_to_first_byte_the_open_stream_gets_a_json_rpc_error() {
     let stack = stack(&[], 3).await;
     let http = reqwest::Client::new();
     let session = stack.open_session(&http, None).await;
-    let response = stack
-        .post(
-            &http,
-            None,
-            Some(&session),
-            tool_call(4, "sleep", json!({"ms": 20000})),
-        )
-        .send()
-        .await
-        .unwrap();
+    let response = sleep_call(&stack, &http, &session, 4, 20000).await;
     let (status, _, text) = read_all(response, Duration::from_secs(15)).await;
     assert_eq!(status, 200, "the stream was open before the timeout");
     let answers = messages(&text);
@@ -192,11 +192,7 @@ async fn past_the_time_to_first_byte_the_open_stream_gets_a_json_rpc_error() {
     })
     .await
     .unwrap();
-    let failed = stack
-        .sidecar
-        .metric(r#"mcp_gateway_long_calls_total{outcome="failed"}"#)
-        .await
-        .unwrap();
+    let failed = long_calls(&stack, "failed").await;
     assert_eq!(failed, 1.0);
 }
 
@@ -206,16 +202,7 @@ async fn a_client_gone_during_a_silent_call_drops_the_upstream_call() {
     let http = reqwest::Client::new();
     let session = stack.open_session(&http, None).await;
     let caller = reqwest::Client::new();
-    let response = stack
-        .post(
-            &caller,
-            None,
-            Some(&session),
-            tool_call(5, "sleep", json!({"ms": 100000})),
-        )
-        .send()
-        .await
-        .unwrap();
+    let response = sleep_call(&stack, &caller, &session, 5, 100000).await;
     assert_eq!(response.status(), 200);
     let mut stream = Box::pin(response.bytes_stream());
     let first = tokio::time::timeout(Duration::from_secs(5), stream.next())
@@ -252,16 +239,7 @@ async fn a_quiet_upstream_stream_gets_keep_alives_between_its_events() {
     let stack = stack(&["--headers-at-once"], 30).await;
     let http = reqwest::Client::new();
     let session = stack.open_session(&http, None).await;
-    let response = stack
-        .post(
-            &http,
-            None,
-            Some(&session),
-            tool_call(6, "sleep", json!({"ms": 2500})),
-        )
-        .send()
-        .await
-        .unwrap();
+    let response = sleep_call(&stack, &http, &session, 6, 2500).await;
     let (status, _, text) = read_all(response, Duration::from_secs(20)).await;
     assert_eq!(status, 200);
     assert!(text.matches(KEEP_ALIVE).count() >= 2, "{text:?}");
@@ -269,11 +247,7 @@ async fn a_quiet_upstream_stream_gets_keep_alives_between_its_events() {
     assert_eq!(answers.len(), 1, "{text:?}");
     assert_eq!(answers[0]["id"], 6);
     // The upstream's own stream: nothing was opened by the gateway.
-    let opened = stack
-        .sidecar
-        .metric(r#"mcp_gateway_long_calls_total{outcome="opened"}"#)
-        .await
-        .unwrap();
+    let opened = long_calls(&stack, "opened").await;
     assert_eq!(opened, 0.0);
 }
 
@@ -306,11 +280,7 @@ async fn the_sdk_client_gets_a_long_result_and_its_progress_through_the_gateway(
     ]);
     assert_eq!(out["result"]["content"][0]["text"], "counted to 3", "{out}");
     assert_eq!(out["notifications"]["progress"], 3, "{out}");
-    let opened = stack
-        .sidecar
-        .metric(r#"mcp_gateway_long_calls_total{outcome="opened"}"#)
-        .await
-        .unwrap();
+    let opened = long_calls(&stack, "opened").await;
     // The silent call got the gateway's stream (slow_count's first progress event comes
     // after 1.5 s, which may or may not beat the 1 s keep-alive: not counted).
     assert!(opened >= 1.0, "{opened}");
