@@ -45,7 +45,7 @@ pub const DEFAULT_KEY_VAULT_SECRET_NAME: &str = "host--systemKey--mcp-095extensi
     validation = Rule::new("self.metadata.name.size() <= 55 && self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')").message("metadata.name must be at most 55 lowercase letters, digits and '-', starting with a letter: the gateway's Service is named <name>-gateway, a DNS label of at most 63"),
     doc = "McpGateway puts an Azure Functions MCP server on a public, authenticated endpoint without giving clients its system key.",
     printcolumn(name = "Host", type_ = "string", json_path = ".spec.route.host"),
-    printcolumn(name = "Upstream", type_ = "string", json_path = ".spec.upstream.url"),
+    printcolumn(name = "Upstream", type_ = "string", json_path = ".status.upstream"),
     printcolumn(name = "Auth", type_ = "string", json_path = ".spec.auth.mode"),
     printcolumn(
         name = "Ready",
@@ -641,6 +641,13 @@ pub struct McpGatewayStatus {
     /// The public MCP URL clients connect to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
+
+    /// The Function App the gateway forwards to: the origin (scheme, host, port) of
+    /// `upstream.url` as the operator validated it, never a path, query or credentials. The
+    /// UPSTREAM column shows this rather than the spec, which an object stored before the
+    /// CRD's rules existed could hold a key in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream: Option<String>,
 
     /// Gateway pods that are ready.
     #[serde(default, skip_serializing_if = "Option::is_none")]

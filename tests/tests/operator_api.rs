@@ -210,7 +210,9 @@ async fn operator_renders_gateways_and_reports_status() {
     assert!(ok);
     let row = table.lines().nth(1).unwrap();
     assert!(
-        row.contains("True") && row.contains("https://mcp.example.com/weather/mcp"),
+        row.contains("True")
+            && row.contains("https://mcp.example.com/weather/mcp")
+            && row.contains("https://weather-fn.azurewebsites.net"),
         "{table}"
     );
 

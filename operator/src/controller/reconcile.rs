@@ -185,6 +185,10 @@ async fn reconcile_inner(
         observed_generation: generation,
         ready_replicas: observed.replicas.map(|(_, ready)| ready),
         url,
+        upstream: plan
+            .as_ref()
+            .ok()
+            .map(|plan| plan.sidecar.upstream.url.origin().ascii_serialization()),
         conditions: conditions.clone(),
         system_key: key_status,
     };
