@@ -69,8 +69,8 @@ pub struct RelayOptions {
     pub after_own_bytes: bool,
 }
 
-struct Relay {
-    upstream: Incoming,
+struct Relay<B> {
+    upstream: B,
     rewriter: Option<EndpointRewriter>,
     options: RelayOptions,
     _open: Option<OpenStream>,
@@ -84,13 +84,18 @@ struct Relay {
     strip_bom: bool,
 }
 
-impl Relay {
+impl<B> Relay<B> {
     /// A comment can go only between lines: never after a CR, whose LF may still follow.
     fn may_keep_alive(&self) -> bool {
         self.last_sent.is_none_or(|b| b == b'\n')
     }
 
     fn sent(&mut self, data: Bytes) -> Bytes {
+        // Decided on the upstream's first bytes the client gets (a rewriter may hold some back
+        // and hand over nothing at first).
+        if data.is_empty() {
+            return data;
+        }
         let data = if std::mem::take(&mut self.strip_bom) && data.starts_with(BOM) {
             data.slice(BOM.len()..)
         } else {
@@ -112,6 +117,21 @@ pub fn relay(
     event_stream: bool,
     metrics: &Arc<Metrics>,
 ) -> Body {
+    relay_body(upstream, rewriter, options, event_stream, metrics)
+}
+
+/// [`relay`] for any body (tests feed it from a channel).
+fn relay_body<B>(
+    upstream: B,
+    rewriter: Option<EndpointRewriter>,
+    options: RelayOptions,
+    event_stream: bool,
+    metrics: &Arc<Metrics>,
+) -> Body
+where
+    B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<BoxError> + std::fmt::Display,
+{
     let options = RelayOptions {
         keep_alive: options.keep_alive.filter(|_| event_stream),
         ..options
@@ -197,4 +217,140 @@ pub fn relay(
         }
     });
     BodyExt::boxed_unsync(StreamBody::new(frames.boxed()))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+
+    use futures::StreamExt;
+    use http_body_util::StreamBody;
+    use tokio::sync::mpsc;
+
+    use super::*;
+
+    const SECOND: Duration = Duration::from_secs(1);
+
+    /// A relay of what the test sends on the channel, with keep-alives every second and a
+    /// 10 s idle limit; `own` as if the gateway had opened the stream itself.
+    fn relayed(own: bool) -> (mpsc::Sender<Bytes>, Body) {
+        relayed_with(own, None)
+    }
+
+    fn relayed_with(own: bool, rewriter: Option<EndpointRewriter>) -> (mpsc::Sender<Bytes>, Body) {
+        let (tx, rx) = mpsc::channel::<Bytes>(8);
+        let upstream =
+            StreamBody::new(tokio_stream_from(rx).map(|b| Ok::<_, Infallible>(Frame::data(b))));
+        let options = RelayOptions {
+            idle: 10 * SECOND,
+            keep_alive: Some(SECOND),
+            after_own_bytes: own,
+        };
+        let body = relay_body(upstream, rewriter, options, true, &Arc::new(Metrics::new()));
+        (tx, body)
+    }
+
+    fn tokio_stream_from(
+        mut rx: mpsc::Receiver<Bytes>,
+    ) -> impl futures::Stream<Item = Bytes> + Unpin {
+        Box::pin(futures::stream::poll_fn(move |cx| rx.poll_recv(cx)))
+    }
+
+    async fn next(body: &mut Body) -> Option<Result<Bytes, String>> {
+        let frame = body.frame().await?;
+        Some(
+            frame
+                .map(|f| f.into_data().unwrap_or_default())
+                .map_err(|e| e.to_string()),
+        )
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_quiet_stream_gets_comments_only_between_lines() {
+        let (tx, mut body) = relayed(false);
+        tx.send(Bytes::from_static(b"event: message\n"))
+            .await
+            .unwrap();
+        assert_eq!(next(&mut body).await.unwrap().unwrap(), "event: message\n");
+        // Silence: a keep-alive each second, even inside the event (a comment line is
+        // ignored there).
+        for _ in 0..3 {
+            assert_eq!(next(&mut body).await.unwrap().unwrap(), KEEP_ALIVE);
+        }
+        // Mid-line, and after a lone CR (its LF may follow), nothing is inserted until the
+        // upstream finishes the line.
+        for partial in [&b"data: {\"a\""[..], &b":1}\r"[..]] {
+            tx.send(Bytes::copy_from_slice(partial)).await.unwrap();
+            assert_eq!(next(&mut body).await.unwrap().unwrap(), partial);
+        }
+        tokio::time::advance(5 * SECOND).await;
+        tx.send(Bytes::from_static(b"\n\n")).await.unwrap();
+        assert_eq!(next(&mut body).await.unwrap().unwrap(), "\n\n");
+        assert_eq!(next(&mut body).await.unwrap().unwrap(), KEEP_ALIVE);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn keep_alives_do_not_count_as_upstream_activity() {
+        let (_tx, mut body) = relayed(false);
+        let mut comments = 0;
+        let error = loop {
+            match next(&mut body).await.unwrap() {
+                Ok(bytes) => {
+                    assert_eq!(bytes, KEEP_ALIVE);
+                    comments += 1;
+                }
+                Err(e) => break e,
+            }
+        };
+        assert!(error.contains("idle"), "{error}");
+        // About one per second of the 10 s idle limit, then the stream ends.
+        assert!((9..=10).contains(&comments), "{comments}");
+        assert!(next(&mut body).await.is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_byte_order_mark_after_an_early_keep_alive_is_dropped() {
+        for own in [false, true] {
+            let (tx, mut body) = relayed(own);
+            if !own {
+                // Nothing from the upstream for a second: the keep-alive starts the stream.
+                assert_eq!(next(&mut body).await.unwrap().unwrap(), KEEP_ALIVE);
+            }
+            tx.send(Bytes::from_static(b"\xEF\xBB\xBFevent: endpoint\n"))
+                .await
+                .unwrap();
+            assert_eq!(
+                next(&mut body).await.unwrap().unwrap(),
+                "event: endpoint\n",
+                "own stream: {own}"
+            );
+        }
+        // Behind the legacy SSE rewriter, which holds the endpoint event back: the mark still
+        // goes, though the first upstream bytes gave the client nothing at once.
+        let rewriter = EndpointRewriter::new(
+            "/weather/message".into(),
+            "/runtime/webhooks/mcp/message".into(),
+        );
+        let (tx, mut body) = relayed_with(false, Some(rewriter));
+        assert_eq!(next(&mut body).await.unwrap().unwrap(), KEEP_ALIVE);
+        tx.send(Bytes::from_static(b"\xEF\xBB\xBFevent: endpoint\n"))
+            .await
+            .unwrap();
+        tx.send(Bytes::from_static(b"data: message?x=1\n\n"))
+            .await
+            .unwrap();
+        assert_eq!(
+            next(&mut body).await.unwrap().unwrap(),
+            "event: endpoint\ndata: /weather/message?x=1\n\n"
+        );
+        // Without an early keep-alive the mark is the stream's start, and stays.
+        let (tx, mut body) = relayed(false);
+        tx.send(Bytes::from_static(b"\xEF\xBB\xBFevent: x\n"))
+            .await
+            .unwrap();
+        assert_eq!(
+            next(&mut body).await.unwrap().unwrap(),
+            &b"\xEF\xBB\xBFevent: x\n"[..]
+        );
+    }
 }
