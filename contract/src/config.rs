@@ -304,6 +304,24 @@ pub struct OidcConfig {
     pub leeway_seconds: u64,
 }
 
+/// A multi-tenant `{tenantid}` issuer holds the placeholder once and comes with the tenants
+/// to admit: Entra signs every tenant's tokens with the same keys.
+fn check_tenant_template(
+    issuer: &str,
+    allowed_tenants: &[String],
+    field: &str,
+) -> Result<(), ConfigError> {
+    let invalid = |m: String| Err(ConfigError::Invalid(m));
+    match issuer.matches(TENANT_PLACEHOLDER).count() {
+        0 => Ok(()),
+        1 if allowed_tenants.is_empty() => invalid(format!(
+            "auth.allowedTenants must list the tenants to admit when {field} is a {{tenantid}} template: Entra signs every tenant's tokens with the same keys"
+        )),
+        1 => Ok(()),
+        _ => invalid(format!("{field} may hold {{tenantid}} once")),
+    }
+}
+
 impl OidcConfig {
     /// Whether the issuer is a multi-tenant template (see [`OidcConfig::issuer`]).
     pub fn is_multi_tenant(&self) -> bool {
@@ -603,16 +621,7 @@ impl Config {
             if oidc.audiences.is_empty() {
                 return invalid("auth.audiences needs at least one audience");
             }
-            if oidc.is_multi_tenant() {
-                if oidc.issuer.matches(TENANT_PLACEHOLDER).count() != 1 {
-                    return invalid("auth.issuer may hold {tenantid} once");
-                }
-                if oidc.allowed_tenants.is_empty() {
-                    return invalid(
-                        "auth.allowedTenants must list the tenants to admit when auth.issuer is a {tenantid} template: Entra signs every tenant's tokens with the same keys",
-                    );
-                }
-            }
+            check_tenant_template(&oidc.issuer, &oidc.allowed_tenants, "auth.issuer")?;
         }
         if let AuthConfig::AuthorizationServer(facade) = &self.auth {
             let issuer = Url::parse(&facade.idp.issuer).ok();
@@ -629,16 +638,11 @@ impl Config {
                     );
                 }
             }
-            if facade.idp.issuer.contains(TENANT_PLACEHOLDER) {
-                if facade.idp.issuer.matches(TENANT_PLACEHOLDER).count() != 1 {
-                    return invalid("auth.idp.issuer may hold {tenantid} once");
-                }
-                if facade.allowed_tenants.is_empty() {
-                    return invalid(
-                        "auth.allowedTenants must list the tenants whose users may sign in when auth.idp.issuer is a {tenantid} template: Entra signs every tenant's tokens with the same keys",
-                    );
-                }
-            }
+            check_tenant_template(
+                &facade.idp.issuer,
+                &facade.allowed_tenants,
+                "auth.idp.issuer",
+            )?;
             if facade.idp.client_id.is_empty() {
                 return invalid("auth.idp.clientId must be set");
             }
