@@ -24,6 +24,8 @@ pub mod seal;
 pub mod server;
 pub mod session;
 pub mod sse;
+#[cfg(test)]
+mod test_support;
 pub mod upstream;
 
 /// The config is part of the contract with the operator, which renders it.

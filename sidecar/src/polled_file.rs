@@ -167,24 +167,15 @@ impl<T> Source<T> {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Instant;
-
     use super::*;
     use crate::session::SessionSealer;
+    use crate::test_support::until;
     use mcp_gateway_contract::keys_file::{format_key, parse_keys};
 
     fn temp_file(tag: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("mcpgw-polled-{tag}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         dir.join("keys")
-    }
-
-    async fn until(what: &str, check: impl Fn() -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !check() {
-            assert!(Instant::now() < deadline, "gave up waiting for {what}");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
     }
 
     #[tokio::test]

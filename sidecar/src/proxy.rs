@@ -105,11 +105,10 @@ impl Gateway {
     }
 
     /// Serves one request.
-    pub async fn handle(self: Arc<Self>, request: Request<Incoming>) -> Response<Body> {
+    pub async fn handle(self: Arc<Self>, mut request: Request<Incoming>) -> Response<Body> {
         let started = Instant::now();
         let route = routes::route(&self.config, request.uri().path());
         let request_id = request_id::of(request.headers());
-        let mut request = request;
         request
             .headers_mut()
             .insert(request_id::HEADER, request_id.clone());

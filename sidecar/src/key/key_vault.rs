@@ -128,6 +128,7 @@ mod tests {
     use super::*;
     use crate::key::key_vault_client::tests::Vault;
     use crate::key::{KeySourceKind, ROTATION_GRACE};
+    use crate::test_support::until;
 
     fn fetches(metrics: &Metrics, trigger: &str) -> u64 {
         let text = metrics.encode();
@@ -138,14 +139,6 @@ mod tests {
             })
             .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
             .sum()
-    }
-
-    async fn until(what: &str, check: impl Fn() -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !check() {
-            assert!(Instant::now() < deadline, "gave up waiting for {what}");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
     }
 
     #[tokio::test]
