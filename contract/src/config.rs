@@ -56,6 +56,12 @@ pub struct Config {
     /// Default 20.
     #[serde(default = "default_client_keep_alive")]
     pub client_keep_alive_seconds: u32,
+    /// Extra CA certificates (PEM) trusted, besides the public web roots, by every connection
+    /// the gateway opens: to the upstream, the OIDC issuer and its key set, the facade's IdP
+    /// and Key Vault. For peers behind a private CA (an App Service Environment's internal
+    /// certificate, a company IdP).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trusted_ca_file: Option<PathBuf>,
 }
 
 /// An MCP transport the gateway exposes (the operator maps the CRD's own enum onto this).

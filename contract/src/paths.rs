@@ -11,6 +11,9 @@ pub const IDP_SECRET_FILE_NAME: &str = "client-secret";
 pub const FACADE_DIR: &str = "/var/run/secrets/mcp-gateway/facade";
 pub const FACADE_FILE_NAME: &str = "keys";
 pub const CONFIG_DIR: &str = "/etc/mcp-gateway";
+/// The `trustedCA` ConfigMap's key, mounted as one file (`trustedCaFile`).
+pub const TRUSTED_CA_DIR: &str = "/etc/mcp-gateway-trust";
+pub const TRUSTED_CA_FILE_NAME: &str = "ca.crt";
 pub const CONFIG_FILE_NAME: &str = "config.yaml";
 /// Where MCP clients connect (`listen`).
 pub const PUBLIC_PORT: u16 = 8080;

@@ -88,6 +88,41 @@ pub struct McpGatewaySpec {
     /// Compute resources for the gateway container. Defaults to a small request and limit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
+
+    /// CA certificates the gateway trusts besides the public web roots, for every connection
+    /// it opens (the Function App, the OIDC issuer and its keys, the facade's IdP, Key Vault):
+    /// for peers behind a private CA. A change of the bundle rolls the gateway's pods.
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "trustedCA")]
+    pub trusted_ca: Option<TrustedCa>,
+}
+
+/// Where the extra CA certificates are.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct TrustedCa {
+    /// A ConfigMap in the gateway's namespace whose key holds PEM certificates, such as the
+    /// one cert-manager's trust-manager writes for a Bundle.
+    pub config_map_ref: ConfigMapKeyRef,
+}
+
+/// A key of a ConfigMap in the gateway's namespace.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ConfigMapKeyRef {
+    /// Name of the ConfigMap.
+    #[x_kube(validation = Rule::new("self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*$') && self.size() <= 253").message("trustedCA.configMapRef.name must be a ConfigMap name (lowercase letters, digits, '-' and '.')"))]
+    #[schemars(length(max = 253))]
+    pub name: String,
+
+    /// Key within the ConfigMap's data. Default `ca.crt`.
+    #[serde(default = "default_ca_key")]
+    #[x_kube(validation = Rule::new("self.matches('^[-._a-zA-Z0-9]{1,253}$')").message("trustedCA.configMapRef.key must be a ConfigMap data key (letters, digits, '-', '_' and '.')"))]
+    #[schemars(length(max = 253))]
+    pub key: String,
+}
+
+fn default_ca_key() -> String {
+    "ca.crt".to_string()
 }
 
 fn default_replicas() -> i32 {

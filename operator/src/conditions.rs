@@ -119,6 +119,8 @@ pub struct Observed {
     pub report: Option<KeyReport>,
     pub route: RouteState,
     pub client_secret: ClientSecretState,
+    /// What is wrong with the `trustedCA` bundle, if anything.
+    pub trusted_ca: Option<String>,
     /// The TLS Secret named by `route.tls`, if any.
     pub tls: Option<String>,
 }
@@ -223,6 +225,11 @@ pub fn compute(
             false,
             "ClientSecretUnavailable",
             "the IdP client secret is not available; see ClientSecretAvailable".to_string(),
+        ),
+        (Ok(()), _, _) if observed.trusted_ca.is_some() => (
+            false,
+            "TrustedCAUnavailable",
+            observed.trusted_ca.clone().unwrap_or_default(),
         ),
         (Ok(()), false, _) => (
             false,
@@ -514,6 +521,7 @@ mod tests {
                 host: "mcp.example.com".into(),
             },
             client_secret: ClientSecretState::NotUsed,
+            trusted_ca: None,
             tls: Some("mcp-tls".into()),
         };
         let c = compute(&ok, Some(4), &[], at(100));
@@ -555,6 +563,7 @@ mod tests {
             report: None,
             route: RouteState::Unchecked,
             client_secret: ClientSecretState::Unchecked,
+            trusted_ca: None,
             tls: None,
         };
         let c = compute(&invalid, None, &[], at(1));
@@ -576,6 +585,7 @@ mod tests {
                 host: "mcp.example.com".into(),
             },
             client_secret: ClientSecretState::NotUsed,
+            trusted_ca: None,
             tls: Some("mcp-tls".into()),
         };
         let c = compute(&failed, None, &[], at(1));
@@ -598,6 +608,39 @@ mod tests {
     }
 
     #[test]
+    fn a_missing_trusted_ca_bundle_holds_ready_back_with_its_reason() {
+        let ok = Observed {
+            config: Ok(()),
+            key: available(),
+            replicas: Some((1, 1)),
+            apply_error: None,
+            report: None,
+            route: RouteState::Clear {
+                host: "mcp.example.com".into(),
+            },
+            client_secret: ClientSecretState::NotUsed,
+            trusted_ca: None,
+            tls: Some("mcp-tls".into()),
+        };
+        assert_eq!(
+            find(&compute(&ok, None, &[], at(1)), READY).unwrap().status,
+            "True"
+        );
+        let missing = Observed {
+            trusted_ca: Some("ConfigMap apps/corp-ca of trustedCA does not exist".into()),
+            ..ok
+        };
+        let ready = find(&compute(&missing, None, &[], at(1)), READY)
+            .unwrap()
+            .clone();
+        assert_eq!(
+            (ready.status.as_str(), ready.reason.as_str()),
+            ("False", "TrustedCAUnavailable")
+        );
+        assert!(ready.message.contains("apps/corp-ca"), "{}", ready.message);
+    }
+
+    #[test]
     fn a_rejected_key_is_key_accepted_false_and_not_ready() {
         let ok = Observed {
             config: Ok(()),
@@ -609,6 +652,7 @@ mod tests {
                 host: "mcp.example.com".into(),
             },
             client_secret: ClientSecretState::NotUsed,
+            trusted_ca: None,
             tls: Some("mcp-tls".into()),
         };
         let c = compute(&ok, None, &[], at(1));
@@ -664,6 +708,7 @@ mod tests {
                 host: "mcp.example.com".into(),
             },
             client_secret: ClientSecretState::NotUsed,
+            trusted_ca: None,
             tls: Some("mcp-tls".into()),
         };
         let status = |o: &Observed| {
@@ -735,6 +780,7 @@ mod tests {
                 host: "mcp.example.com".into(),
             },
             client_secret: ClientSecretState::NotUsed,
+            trusted_ca: None,
             tls: Some("mcp-tls".into()),
         };
         let first = compute(&ok, None, &[], at(100));
@@ -768,6 +814,7 @@ mod tests {
                 ]),
             },
             client_secret: ClientSecretState::NotUsed,
+            trusted_ca: None,
             tls: Some("mcp-tls".into()),
         };
         let c = compute(&conflicted, None, &[], at(1));
@@ -795,6 +842,7 @@ mod tests {
                 host: "mcp.example.com".into(),
             },
             client_secret: ClientSecretState::NotUsed,
+            trusted_ca: None,
             tls: Some("mcp-tls".into()),
             ..conflicted
         };
@@ -818,6 +866,7 @@ mod tests {
             client_secret: ClientSecretState::SecretNotFound {
                 secret: "apps/entra-app".into(),
             },
+            trusted_ca: None,
             tls: None,
         };
         let c = compute(&base, None, &[], at(1));
@@ -867,6 +916,7 @@ mod tests {
                     host: "mcp.example.com".into(),
                 },
                 client_secret: ClientSecretState::NotUsed,
+                trusted_ca: None,
                 tls: Some("mcp-tls".into()),
             },
             None,

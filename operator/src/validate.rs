@@ -28,6 +28,18 @@ pub struct Plan {
     pub facade: Option<FacadePlan>,
     /// The public MCP URL.
     pub url: String,
+    /// With `trustedCA`: the ConfigMap to mount.
+    pub trusted_ca: Option<TrustedCaPlan>,
+}
+
+/// The ConfigMap key of `trustedCA`, mounted as `trustedCaFile`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrustedCaPlan {
+    pub config_map: String,
+    pub key: String,
+    /// A digest of the bundle, once the reconcile has read it: in the pod template, so that a
+    /// new bundle rolls the pods (the sidecar reads it only at start).
+    pub digest: Option<String>,
 }
 
 /// What the authorization-server facade needs mounted besides its keys Secret.
@@ -375,6 +387,10 @@ pub fn validate(gateway: &McpGateway) -> Result<Plan, String> {
         limits: Limits::default(),
         allowed_origins: spec.route.allowed_origins.clone(),
         client_keep_alive_seconds: spec.route.keep_alive_seconds,
+        trusted_ca_file: spec
+            .trusted_ca
+            .as_ref()
+            .map(|_| format!("{TRUSTED_CA_DIR}/{TRUSTED_CA_FILE_NAME}").into()),
     };
     sidecar.validate().map_err(|e| e.to_string())?;
     let url = sidecar.resource_url();
@@ -383,6 +399,11 @@ pub fn validate(gateway: &McpGateway) -> Result<Plan, String> {
         key,
         facade,
         url,
+        trusted_ca: spec.trusted_ca.as_ref().map(|t| TrustedCaPlan {
+            config_map: t.config_map_ref.name.clone(),
+            key: t.config_map_ref.key.clone(),
+            digest: None,
+        }),
     })
 }
 

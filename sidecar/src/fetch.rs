@@ -7,6 +7,7 @@
 //! through its own hyper client.
 
 use std::path::Path;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
@@ -26,6 +27,16 @@ pub enum Redirects {
     UpTo(usize),
 }
 
+/// The CA certificates of `trustedCaFile`, which every client of this process trusts besides
+/// the bundled roots. Process-wide like a system trust store: set once by `main` before any
+/// client is built, so no constructor has to carry it.
+static TRUSTED_ROOTS: OnceLock<Vec<reqwest::Certificate>> = OnceLock::new();
+
+/// Trusts `roots` in every client built from now on. Only the first call counts.
+pub fn trust_process_wide(roots: Vec<reqwest::Certificate>) {
+    let _ = TRUSTED_ROOTS.set(roots);
+}
+
 /// A client builder with the sidecar's rules; the caller may add more (`resolve`) and builds.
 pub fn client_builder(
     timeout: Duration,
@@ -40,7 +51,7 @@ pub fn client_builder(
             Redirects::Never => reqwest::redirect::Policy::none(),
             Redirects::UpTo(n) => reqwest::redirect::Policy::limited(n),
         });
-    for root in extra_roots {
+    for root in TRUSTED_ROOTS.get().into_iter().flatten().chain(extra_roots) {
         builder = builder.add_root_certificate(root.clone());
     }
     builder
@@ -58,8 +69,15 @@ pub fn client(timeout: Duration, redirects: Redirects) -> reqwest::Client {
 pub fn load_roots(path: &Path, setting: &str) -> Result<Vec<reqwest::Certificate>, String> {
     let pem = std::fs::read(path)
         .map_err(|e| format!("cannot read {setting} {}: {e}", path.display()))?;
-    reqwest::Certificate::from_pem_bundle(&pem)
-        .map_err(|e| format!("{setting} {}: {e}", path.display()))
+    let roots = reqwest::Certificate::from_pem_bundle(&pem)
+        .map_err(|e| format!("{setting} {}: {e}", path.display()))?;
+    if roots.is_empty() {
+        return Err(format!(
+            "{setting} {} holds no PEM certificate",
+            path.display()
+        ));
+    }
+    Ok(roots)
 }
 
 /// Why an answer could not be read. Never holds any of the answer's bytes: an answer can carry

@@ -9,6 +9,7 @@ use mcp_gateway_sidecar::auth::Authenticator;
 use mcp_gateway_sidecar::config::{AuthConfig, Config, OidcConfig};
 use mcp_gateway_sidecar::facade::Facade;
 use mcp_gateway_sidecar::facade::keys::FacadeKeys;
+use mcp_gateway_sidecar::fetch;
 use mcp_gateway_sidecar::key::SystemKey;
 use mcp_gateway_sidecar::metrics::Metrics;
 use mcp_gateway_sidecar::polled_file::KeysFile;
@@ -76,6 +77,10 @@ fn describe(error: &anyhow::Error) -> String {
 
 async fn run(args: Args) -> anyhow::Result<()> {
     let config = Config::load(&args.config)?;
+    if let Some(path) = &config.trusted_ca_file {
+        let roots = fetch::load_roots(path, "trustedCaFile").map_err(anyhow::Error::msg)?;
+        fetch::trust_process_wide(roots);
+    }
     let metrics = Arc::new(Metrics::new());
 
     let key = SystemKey::from_config(&config.system_key, metrics.clone(), |name| {

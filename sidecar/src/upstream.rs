@@ -29,26 +29,17 @@ pub fn upstream_client(config: &Config) -> Result<UpstreamClient, UpstreamTlsErr
     let mut roots = rustls::RootCertStore {
         roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
     };
-    if let Some(path) = &config.upstream.ca_file {
-        use rustls::pki_types::{CertificateDer, pem::PemObject};
-        let certs = CertificateDer::pem_file_iter(path)
-            .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-            .map_err(|e| {
-                UpstreamTlsError(format!(
-                    "cannot read upstream.caFile {}: {e}",
-                    path.display()
-                ))
-            })?;
-        if certs.is_empty() {
-            return Err(UpstreamTlsError(format!(
-                "upstream.caFile {} holds no certificate",
-                path.display()
-            )));
-        }
-        for cert in certs {
-            roots.add(cert).map_err(|e| {
-                UpstreamTlsError(format!("upstream.caFile {}: {e}", path.display()))
-            })?;
+    let files = [
+        (&config.upstream.ca_file, "upstream.caFile"),
+        (&config.trusted_ca_file, "trustedCaFile"),
+    ];
+    for (path, setting) in files {
+        if let Some(path) = path {
+            for cert in pem_certs(path, setting)? {
+                roots
+                    .add(cert)
+                    .map_err(|e| UpstreamTlsError(format!("{setting} {}: {e}", path.display())))?;
+            }
         }
     }
     let tls = rustls::ClientConfig::builder_with_provider(
@@ -67,6 +58,24 @@ pub fn upstream_client(config: &Config) -> Result<UpstreamClient, UpstreamTlsErr
     Ok(Client::builder(TokioExecutor::new())
         .pool_idle_timeout(Duration::from_secs(90))
         .build(https))
+}
+
+/// The certificates of a PEM file; at least one.
+fn pem_certs(
+    path: &std::path::Path,
+    setting: &str,
+) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, UpstreamTlsError> {
+    use rustls::pki_types::{CertificateDer, pem::PemObject};
+    let certs = CertificateDer::pem_file_iter(path)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| UpstreamTlsError(format!("cannot read {setting} {}: {e}", path.display())))?;
+    if certs.is_empty() {
+        return Err(UpstreamTlsError(format!(
+            "{setting} {} holds no certificate",
+            path.display()
+        )));
+    }
+    Ok(certs)
 }
 
 /// The upstream's TLS settings cannot be used.

@@ -205,6 +205,8 @@ pub struct Idp {
     /// The whole ready line (`--entra-like` adds tenantId, discoveryUrl, authorizationEndpoint,
     /// tokenEndpoint, gatewayClientId, subject, oid).
     pub ready: Value,
+    /// The private CA of an https provider ([`Idp::start_https`]): its token requests trust it.
+    ca_file: Option<std::path::PathBuf>,
     _process: Process,
 }
 
@@ -248,6 +250,10 @@ impl Idp {
     /// [`Idp::start`] on a given port (0: a free one): the issuer, which includes the port,
     /// can be configured before the provider runs.
     pub fn start_on(port: u16) -> anyhow::Result<Self> {
+        Self::spawn(Self::command(port))
+    }
+
+    fn command(port: u16) -> Command {
         let client = |id: &str, secret: &str| {
             serde_json::json!({
                 "client_id": id, "client_secret": secret,
@@ -265,7 +271,23 @@ impl Idp {
             "--clients",
             &clients.to_string(),
         ]);
-        Self::spawn(c)
+        c
+    }
+
+    /// [`Idp::start`] on `host` (an address of this machine's own) over https, with a leaf
+    /// certificate `dir/leaf.pem` signed by the private CA `dir/ca.pem`
+    /// ([`crate::tls::make_certificates_for`]): an issuer only a gateway told to trust that CA
+    /// can reach.
+    pub fn start_https(host: &str, dir: &std::path::Path) -> anyhow::Result<Self> {
+        let mut c = Self::command(0);
+        c.args(["--host", host])
+            .arg("--tls-cert")
+            .arg(dir.join("leaf.pem"))
+            .arg("--tls-key")
+            .arg(dir.join("leaf.key"));
+        let mut idp = Self::spawn(c)?;
+        idp.ca_file = Some(dir.join("ca.pem"));
+        Ok(idp)
     }
 
     /// Starts the provider in `--entra-like` mode (see oidc-provider.mjs and the README): no
@@ -297,6 +319,7 @@ impl Idp {
             issuer: ready["issuer"].as_str().context("issuer")?.to_string(),
             url: ready["url"].as_str().context("url")?.to_string(),
             ready,
+            ca_file: None,
             _process: process,
         })
     }
@@ -391,6 +414,9 @@ impl Idp {
             .args(["--scope", scope, "--alg", alg]);
         if let Some(ttl) = ttl {
             c.args(["--ttl", &ttl.to_string()]);
+        }
+        if let Some(ca) = &self.ca_file {
+            c.env("NODE_EXTRA_CA_CERTS", ca);
         }
         let out = c.output().context("run mint-token.mjs")?;
         if !out.status.success() {

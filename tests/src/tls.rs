@@ -24,6 +24,11 @@ fn openssl(dir: &Path, args: &[&str]) {
 /// A CA (`ca.pem`) and a leaf certificate for 127.0.0.1 (`leaf.pem`, `leaf.key`) signed by
 /// it, written to `dir`.
 pub fn make_certificates(dir: &Path) {
+    make_certificates_for(dir, "127.0.0.1")
+}
+
+/// [`make_certificates`] with the leaf for another IP of this machine's own (the node's).
+pub fn make_certificates_for(dir: &Path, ip: &str) {
     let ec = [
         "-newkey",
         "ec",
@@ -60,14 +65,14 @@ pub fn make_certificates(dir: &Path) {
                 "-out",
                 "leaf.csr",
                 "-subj",
-                "/CN=127.0.0.1",
+                &format!("/CN={ip}"),
             ],
         ]
         .concat(),
     );
     std::fs::write(
         dir.join("leaf.ext"),
-        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
+        format!("subjectAltName=IP:{ip}\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n"),
     )
     .unwrap();
     openssl(

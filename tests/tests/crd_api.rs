@@ -292,6 +292,20 @@ async fn admission_rejects_invalid_gateways_with_a_message_and_stores_nothing() 
             "replicas must be between 0 and 100",
         ),
         (
+            "trusted-ca-bad-name",
+            with(base(), "/trustedCA/configMapRef/name", json!("Corp CA")),
+            "trustedCA.configMapRef.name must be a ConfigMap name",
+        ),
+        (
+            "trusted-ca-bad-key",
+            with(
+                with(base(), "/trustedCA/configMapRef/name", json!("corp-ca")),
+                "/trustedCA/configMapRef/key",
+                json!("a/b"),
+            ),
+            "trustedCA.configMapRef.key must be a ConfigMap data key",
+        ),
+        (
             "keep-alive-too-short",
             with(base(), "/route/keepAliveSeconds", json!(2)),
             "route.keepAliveSeconds must be between 5 and 300",

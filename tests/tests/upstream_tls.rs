@@ -123,3 +123,91 @@ async fn https_upstream_gets_http2_and_the_key_through_a_private_ca() {
     );
     assert!(!trusting.logs().contains(KEY) && !untrusting.logs().contains(KEY));
 }
+
+/// `trustedCaFile` (the CRD's `trustedCA`): one private CA for every peer. An https issuer
+/// and an https upstream behind it are both reached only by the gateway that trusts it.
+#[tokio::test]
+async fn a_trusted_ca_file_reaches_an_https_issuer_and_upstream_behind_a_private_ca() {
+    let dir = TempDir::new("tls-trusted");
+    make_certificates(dir.path());
+    let key_file = dir.path().join("key");
+    std::fs::write(&key_file, KEY).unwrap();
+    let (upstream, seen) = tls_upstream(dir.path()).await;
+    let idp = mcp_gateway_tests::fixtures::Idp::start_https("127.0.0.1", dir.path()).unwrap();
+    assert!(
+        idp.issuer.starts_with("https://127.0.0.1:"),
+        "{}",
+        idp.issuer
+    );
+
+    let start = |trusted: Option<&Path>| {
+        let (listen, base) = public_listener();
+        let config: Config = serde_json::from_value(json!({
+            "listen": listen.to_string(),
+            "publicBaseUrl": base,
+            "upstream": {"url": upstream},
+            "systemKey": {"file": key_file},
+            "auth": {"mode": "Oidc", "issuer": idp.issuer, "audiences": [format!("{base}/mcp")]},
+            "trustedCaFile": trusted,
+        }))
+        .unwrap();
+        let resource = format!("{base}/mcp");
+        (Sidecar::start(config), resource)
+    };
+    let call = |sidecar: &Sidecar, token: String| {
+        let url = format!("{}/mcp", sidecar.url);
+        async move {
+            reqwest::Client::new()
+                .post(url)
+                .bearer_auth(token)
+                .header("accept", "application/json, text/event-stream")
+                .header("content-type", "application/json")
+                .body(r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+
+    // Not trusting the CA, the gateway cannot fetch the issuer's keys: it never turns ready,
+    // says why, verifies no token, and nothing reaches the upstream.
+    let (untrusting, resource) = start(None);
+    let untrusting = untrusting.unwrap();
+    mcp_gateway_tests::eventually(30, "the untrusted issuer is logged", || async {
+        let logs = untrusting.logs();
+        if logs.contains("UnknownIssuer") {
+            Ok(())
+        } else {
+            Err(logs)
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(untrusting.readyz().await.unwrap().0, 503);
+    let token = idp.token(&resource, "mcp:tools", "RS256").unwrap();
+    let status = call(&untrusting, token.clone()).await;
+    assert!(status == 401 || status == 503, "untrusted issuer: {status}");
+    assert!(seen.lock().unwrap().is_empty());
+
+    let (trusting, resource) = start(Some(&dir.path().join("ca.pem")));
+    let trusting = trusting.unwrap();
+    trusting.wait_ready().await.unwrap();
+    let token = idp.token(&resource, "mcp:tools", "RS256").unwrap();
+    assert_eq!(call(&trusting, token.clone()).await, 200);
+    assert_eq!(seen.lock().unwrap().len(), 1, "the upstream got the call");
+    assert!(seen.lock().unwrap()[0].1, "with the key");
+    for logs in [trusting.logs(), untrusting.logs()] {
+        assert!(!logs.contains(KEY) && !logs.contains(&token));
+    }
+
+    // A file with no certificate in it stops the gateway at start with the reason.
+    let empty = dir.path().join("empty.pem");
+    std::fs::write(&empty, "not a certificate\n").unwrap();
+    let error = start(Some(&empty)).0.err().expect("no start").to_string();
+    assert!(
+        error.contains("trustedCaFile") && error.contains("no PEM certificate"),
+        "{error}"
+    );
+}

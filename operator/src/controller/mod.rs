@@ -30,6 +30,8 @@ pub const DEFAULT_KEY_STATUS_INTERVAL: Duration = Duration::from_secs(30);
 pub enum Error {
     #[error("reading Secret {0}: {1}")]
     ReadSecret(String, #[source] kube::Error),
+    #[error("reading ConfigMap {0}: {1}")]
+    ReadConfigMap(String, #[source] kube::Error),
     #[error("creating the session-keys Secret {0}: {1}")]
     CreateSessionSecret(String, #[source] kube::Error),
     #[error("applying {0}: {1}")]
@@ -50,6 +52,7 @@ impl Error {
         match self {
             Error::Apply(what, kube::Error::Api(status))
             | Error::ReadSecret(what, kube::Error::Api(status))
+            | Error::ReadConfigMap(what, kube::Error::Api(status))
             | Error::CreateSessionSecret(what, kube::Error::Api(status))
             | Error::Discovery(what, kube::Error::Api(status))
             | Error::Delete(what, kube::Error::Api(status)) => {
@@ -62,6 +65,7 @@ impl Error {
     fn action(&self) -> &'static str {
         match self {
             Error::ReadSecret(..) => "reading Secret",
+            Error::ReadConfigMap(..) => "reading ConfigMap",
             Error::CreateSessionSecret(..) => "creating the session-keys Secret",
             Error::Apply(..) => "applying",
             Error::Status(..) => "writing the status",
@@ -75,6 +79,7 @@ impl Error {
     pub fn metric_label(&self) -> &'static str {
         match self {
             Error::ReadSecret(..) => "read_secret",
+            Error::ReadConfigMap(..) => "read_config_map",
             Error::CreateSessionSecret(..) => "create_session_secret",
             Error::Apply(..) => "apply",
             Error::Status(..) => "status",

@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams};
@@ -12,6 +12,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
 use kube::{Client, Resource, ResourceExt};
 use mcp_gateway_crds::v1alpha1::{McpGateway, McpGatewayStatus, SystemKeyStatus};
+use sha2::{Digest, Sha256};
 
 use super::apply::{apply_all, served};
 use super::{Context, Error};
@@ -88,8 +89,22 @@ async fn reconcile_inner(
         )?;
         Ok(plan)
     });
+    // The trusted CA bundle is read before rendering: its digest is in the pod template.
+    let (plan, trusted_ca) = match plan {
+        Ok(mut plan) => {
+            let problem = read_trusted_ca(&ctx.client, &namespace, &mut plan).await?;
+            (Ok(plan), problem)
+        }
+        Err(message) => (Err(message), None),
+    };
     let mut failure = None;
-    let mut requeue = RESYNC;
+    // ConfigMaps are not watched (a cluster's worth of them would be cached for a few CA
+    // bundles): a bundle is read again at every resync, and soon while it is missing.
+    let mut requeue = if trusted_ca.is_some() {
+        ctx.key_status_interval
+    } else {
+        RESYNC
+    };
     let (observed, url, key_status) = match &plan {
         Err(message) => (
             Observed {
@@ -100,6 +115,7 @@ async fn reconcile_inner(
                 report: None,
                 route: RouteState::Unchecked,
                 client_secret: ClientSecretState::Unchecked,
+                trusted_ca: None,
                 tls: gateway
                     .spec
                     .route
@@ -168,6 +184,7 @@ async fn reconcile_inner(
                 report,
                 route,
                 client_secret,
+                trusted_ca,
                 tls: gateway
                     .spec
                     .route
@@ -309,6 +326,44 @@ async fn check_client_secret(
             Some(Some(_)) => ClientSecretState::Available { secret, key },
         },
     )
+}
+
+/// Reads the `trustedCA` bundle into the plan's digest; returns what is wrong with it, if
+/// anything (for the Ready condition). Only whether it holds a PEM certificate is checked
+/// here: the sidecar parses it at start and refuses to start on a broken one.
+async fn read_trusted_ca(
+    client: &Client,
+    namespace: &str,
+    plan: &mut Plan,
+) -> Result<Option<String>, Error> {
+    let Some(ca) = plan.trusted_ca.as_mut() else {
+        return Ok(None);
+    };
+    let name = format!("{namespace}/{}", ca.config_map);
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
+    let found = config_maps
+        .get_opt(&ca.config_map)
+        .await
+        .map_err(|e| Error::ReadConfigMap(name.clone(), e))?;
+    let Some(config_map) = found else {
+        return Ok(Some(format!(
+            "ConfigMap {name} of trustedCA does not exist: create it (for example with trust-manager) or fix trustedCA.configMapRef.name"
+        )));
+    };
+    let Some(bundle) = config_map.data.as_ref().and_then(|d| d.get(&ca.key)) else {
+        return Ok(Some(format!(
+            "ConfigMap {name} has no key {}: add the PEM bundle there or fix trustedCA.configMapRef.key",
+            ca.key
+        )));
+    };
+    if !bundle.contains("-----BEGIN CERTIFICATE-----") {
+        return Ok(Some(format!(
+            "key {} of ConfigMap {name} holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+            ca.key
+        )));
+    }
+    ca.digest = Some(format!("{:x}", Sha256::digest(bundle.as_bytes())));
+    Ok(None)
 }
 
 /// `None`: no such Secret; `Some(None)`: no such key; else the value's length (only).

@@ -25,7 +25,7 @@ use super::{
 };
 use crate::validate::{
     ADMIN_PORT, CONFIG_DIR, CONFIG_FILE_NAME, FACADE_DIR, IDP_DIR, IDP_SECRET_FILE_NAME, KEY_DIR,
-    KEY_FILE_NAME, KeySource, PUBLIC_PORT, Plan, SESSION_DIR,
+    KEY_FILE_NAME, KeySource, PUBLIC_PORT, Plan, SESSION_DIR, TRUSTED_CA_DIR, TRUSTED_CA_FILE_NAME,
 };
 
 /// A small footprint by default: the sidecar idles at a few MB.
@@ -99,6 +99,9 @@ fn key_volume(gateway: &McpGateway, key: &KeySource) -> Option<Volume> {
 }
 
 const KEY_VOLUME: &str = "system-key";
+const TRUSTED_CA_VOLUME: &str = "trusted-ca";
+/// The pod template's digest of the `trustedCA` bundle: a new bundle rolls the pods.
+pub const TRUSTED_CA_DIGEST_ANNOTATION: &str = "mcpgateway.dev/trusted-ca-sha256";
 
 fn mount(name: &str, path: &str) -> VolumeMount {
     VolumeMount {
@@ -174,6 +177,9 @@ pub fn deployment(
                 plan.facade
                     .as_ref()
                     .map(|_| mount("facade-keys", FACADE_DIR)),
+                plan.trusted_ca
+                    .as_ref()
+                    .map(|_| mount(TRUSTED_CA_VOLUME, TRUSTED_CA_DIR)),
             ]
             .into_iter()
             .flatten()
@@ -232,6 +238,19 @@ pub fn deployment(
                 plan.facade
                     .as_ref()
                     .map(|_| secret_volume("facade-keys", facade_secret_name(gateway), None)),
+                plan.trusted_ca.as_ref().map(|ca| Volume {
+                    name: TRUSTED_CA_VOLUME.into(),
+                    config_map: Some(ConfigMapVolumeSource {
+                        name: ca.config_map.clone(),
+                        items: Some(vec![KeyToPath {
+                            key: ca.key.clone(),
+                            path: TRUSTED_CA_FILE_NAME.into(),
+                            ..Default::default()
+                        }]),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
             ]
             .into_iter()
             .flatten()
@@ -257,10 +276,18 @@ pub fn deployment(
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
                     labels: Some(pod_labels(gateway, plan)),
-                    annotations: Some(BTreeMap::from([(
-                        CONFIG_HASH_ANNOTATION.to_string(),
-                        config_hash.to_string(),
-                    )])),
+                    annotations: Some(
+                        [
+                            Some((CONFIG_HASH_ANNOTATION.to_string(), config_hash.to_string())),
+                            plan.trusted_ca
+                                .as_ref()
+                                .and_then(|ca| ca.digest.clone())
+                                .map(|digest| (TRUSTED_CA_DIGEST_ANNOTATION.to_string(), digest)),
+                        ]
+                        .into_iter()
+                        .flatten()
+                        .collect(),
+                    ),
                     ..Default::default()
                 }),
                 spec: Some(pod),
@@ -412,6 +439,67 @@ mod tests {
         // A user's Secret needs no identity: no webhook label.
         let (_, labels) = pod_of(render(oidc_spec()));
         assert!(!labels.contains_key(USE_LABEL));
+    }
+
+    #[test]
+    fn a_trusted_ca_is_mounted_and_its_digest_rolls_the_pods() {
+        let mut spec = oidc_spec();
+        spec["trustedCA"] =
+            serde_json::json!({"configMapRef": {"name": "corp-ca", "key": "bundle.pem"}});
+        let gw = gateway(spec);
+        let mut plan = validate(&gw).unwrap();
+        assert_eq!(
+            plan.sidecar.trusted_ca_file.as_deref(),
+            Some(std::path::Path::new("/etc/mcp-gateway-trust/ca.crt"))
+        );
+        let template = |plan: &Plan| {
+            let d = build(&gw, plan, &Default::default(), &Defaults::new("img")).deployment;
+            d.spec.unwrap().template
+        };
+        let before = template(&plan);
+        plan.trusted_ca.as_mut().unwrap().digest = Some("aaaa".into());
+        let first = template(&plan);
+        plan.trusted_ca.as_mut().unwrap().digest = Some("bbbb".into());
+        let second = template(&plan);
+        let digest = |t: &PodTemplateSpec| {
+            t.metadata
+                .as_ref()
+                .unwrap()
+                .annotations
+                .as_ref()
+                .unwrap()
+                .get(TRUSTED_CA_DIGEST_ANNOTATION)
+                .cloned()
+        };
+        assert_eq!(digest(&before), None);
+        assert_eq!(digest(&first).as_deref(), Some("aaaa"));
+        assert_ne!(first, second, "a new bundle changes the pod template");
+
+        let pod = first.spec.unwrap();
+        let volume = pod
+            .volumes
+            .unwrap()
+            .into_iter()
+            .find(|v| v.name == "trusted-ca")
+            .unwrap();
+        let source = volume.config_map.unwrap();
+        assert_eq!(source.name, "corp-ca");
+        let items = source.items.unwrap();
+        assert_eq!(
+            (items[0].key.as_str(), items[0].path.as_str()),
+            ("bundle.pem", "ca.crt")
+        );
+        let mount = pod.containers[0]
+            .volume_mounts
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|m| m.name == "trusted-ca")
+            .unwrap()
+            .clone();
+        assert_eq!(mount.mount_path, "/etc/mcp-gateway-trust");
+        assert_eq!(mount.read_only, Some(true));
+        assert_eq!(mount.sub_path, None);
     }
 
     #[test]
