@@ -586,6 +586,7 @@ pub struct Oidc {
 /// The public endpoint.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!has(self.gatewayRef) || (!has(self.ingressClassName) && !has(self.tls))").message("route.gatewayRef attaches an HTTPRoute to a Gateway, whose listener holds the TLS certificate: remove route.tls and route.ingressClassName (they are for an Ingress), or remove route.gatewayRef"))]
 pub struct Route {
     /// Public DNS name clients use, for example `mcp.example.com`.
     #[x_kube(validation = Rule::new("self.size() <= 253 && self.matches('^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?(\\\\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)*$')").message("route.host must be a lowercase DNS name such as mcp.example.com (no scheme, port or path; labels of at most 63 characters)"))]
@@ -601,6 +602,13 @@ pub struct Route {
     #[x_kube(validation = Rule::new("!self.matches('(^|/)([.]well-known|oauth)(/|$)')").message("route.pathPrefix must not contain a .well-known or oauth segment: the gateway serves its OAuth metadata and sign-in endpoints there; choose a prefix such as /weather"))]
     #[schemars(length(max = 200))]
     pub path_prefix: String,
+
+    /// Attach to a Gateway API `Gateway` with an `HTTPRoute` instead of an Ingress (AKS app
+    /// routing's Gateway API mode, Application Gateway for Containers, Istio, Envoy Gateway,
+    /// Traefik). TLS is then the Gateway listener's, so `tls` and `ingressClassName` do not
+    /// apply.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway_ref: Option<GatewayRef>,
 
     /// IngressClass for the Ingress; the cluster default when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -648,6 +656,30 @@ fn default_keep_alive_seconds() -> u32 {
 
 fn default_path_prefix() -> String {
     "/".to_string()
+}
+
+/// The Gateway API `Gateway` the gateway's `HTTPRoute` attaches to (its `parentRefs`).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct GatewayRef {
+    /// Name of the Gateway, for example `approuting-istio`'s or a shared `public` Gateway.
+    #[x_kube(validation = Rule::new("self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*$') && self.size() <= 253").message("route.gatewayRef.name must be a Gateway name (lowercase letters, digits, '-' and '.')"))]
+    #[schemars(length(max = 253))]
+    pub name: String,
+
+    /// Namespace of the Gateway; the McpGateway's own when unset. The Gateway's listener
+    /// must allow routes from this namespace (`allowedRoutes.namespaces`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$') && self.size() <= 63").message("route.gatewayRef.namespace must be a namespace name"))]
+    #[schemars(length(max = 63))]
+    pub namespace: Option<String>,
+
+    /// The listener to attach to (its `name`); every listener that matches the host when
+    /// unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*$') && self.size() <= 253").message("route.gatewayRef.sectionName must be a listener name"))]
+    #[schemars(length(max = 253))]
+    pub section_name: Option<String>,
 }
 
 /// TLS settings of the public endpoint.

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 use crate::key_report::KeyReport;
+use crate::route_status::HttpRouteState;
 
 pub const READY: &str = "Ready";
 pub const CONFIG_VALID: &str = "ConfigValid";
@@ -16,6 +17,9 @@ pub const KEY_ACCEPTED: &str = "KeyAccepted";
 pub const ROUTE_CONFLICT: &str = "RouteConflict";
 /// The IdP client secret the authorization-server facade mounts.
 pub const CLIENT_SECRET_AVAILABLE: &str = "ClientSecretAvailable";
+/// Whether the Gateway API implementation accepted the gateway's HTTPRoute (only with
+/// `route.gatewayRef`).
+pub const ROUTE_ACCEPTED: &str = "RouteAccepted";
 /// Whether the public endpoint has TLS configured (a warning only: TLS may be terminated in
 /// front of the ingress).
 pub const TLS_CONFIGURED: &str = "TlsConfigured";
@@ -121,6 +125,8 @@ pub struct Observed {
     pub client_secret: ClientSecretState,
     /// What is wrong with the `trustedCA` bundle, if anything.
     pub trusted_ca: Option<String>,
+    /// The HTTPRoute, with `route.gatewayRef`.
+    pub http_route: HttpRouteState,
     /// The TLS Secret named by `route.tls`, if any.
     pub tls: Option<String>,
 }
@@ -201,7 +207,12 @@ pub fn compute(
     );
     let route = route_conflict(&observed.route, generation, &now);
     let client_secret = client_secret_available(&observed.client_secret, generation, &now);
-    let tls = tls_configured(&observed.tls, generation, &now);
+    let tls = match observed.http_route {
+        // TLS is the Gateway listener's, which the operator does not see.
+        HttpRouteState::NotUsed => Some(tls_configured(&observed.tls, generation, &now)),
+        _ => None,
+    };
+    let route_accepted = route_accepted(&observed.http_route, generation, &now);
     // `Unknown` does not hold a gateway back: pods that read the key themselves are not
     // ready without one, so the replica count already says it.
     let key_ok = key_status != Status::False;
@@ -225,6 +236,11 @@ pub fn compute(
             false,
             "ClientSecretUnavailable",
             "the IdP client secret is not available; see ClientSecretAvailable".to_string(),
+        ),
+        (Ok(()), _, _) if route_accepted.as_ref().is_some_and(|c| c.status != "True") => (
+            false,
+            "RouteNotAccepted",
+            "the Gateway has not accepted the gateway's HTTPRoute; see RouteAccepted".to_string(),
         ),
         (Ok(()), _, _) if observed.trusted_ca.is_some() => (
             false,
@@ -259,8 +275,10 @@ pub fn compute(
         ),
     };
     let ready = condition(READY, ready.0, ready.1, ready.2, generation, &now);
-    [ready, config, key, accepted, route, client_secret, tls]
+    [ready, config, key, accepted, route, client_secret]
         .into_iter()
+        .chain(tls)
+        .chain(route_accepted)
         .map(|mut c| {
             if let Some(old) = previous
                 .iter()
@@ -488,6 +506,50 @@ fn route_conflict(route: &RouteState, generation: Option<i64>, now: &Time) -> Co
     condition(ROUTE_CONFLICT, status, reason, message, generation, now)
 }
 
+fn route_accepted(
+    route: &HttpRouteState,
+    generation: Option<i64>,
+    now: &Time,
+) -> Option<Condition> {
+    let (status, reason, message) = match route {
+        HttpRouteState::NotUsed => return None,
+        HttpRouteState::CrdMissing { install } => (
+            Status::False,
+            "CrdNotInstalled",
+            format!("the cluster has no HTTPRoute API: {install}"),
+        ),
+        HttpRouteState::Pending { gateway } => (
+            Status::Unknown,
+            "Pending",
+            format!(
+                "no Gateway API implementation has accepted the HTTPRoute for Gateway {gateway} yet: check that the Gateway exists and that its GatewayClass has a running controller"
+            ),
+        ),
+        HttpRouteState::Accepted { gateway } => (
+            Status::True,
+            "Accepted",
+            format!("Gateway {gateway} accepted the HTTPRoute"),
+        ),
+        HttpRouteState::Refused {
+            gateway,
+            reason,
+            message,
+        } => (
+            Status::False,
+            reason.as_str(),
+            format!("Gateway {gateway} refused the HTTPRoute: {message}"),
+        ),
+    };
+    Some(condition(
+        ROUTE_ACCEPTED,
+        status,
+        reason,
+        message,
+        generation,
+        now,
+    ))
+}
+
 /// The condition of `type_` in a list.
 pub fn find<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a Condition> {
     conditions.iter().find(|c| c.type_ == type_)
@@ -522,6 +584,7 @@ mod tests {
             },
             client_secret: ClientSecretState::NotUsed,
             trusted_ca: None,
+            http_route: HttpRouteState::NotUsed,
             tls: Some("mcp-tls".into()),
         };
         let c = compute(&ok, Some(4), &[], at(100));
@@ -564,6 +627,7 @@ mod tests {
             route: RouteState::Unchecked,
             client_secret: ClientSecretState::Unchecked,
             trusted_ca: None,
+            http_route: HttpRouteState::NotUsed,
             tls: None,
         };
         let c = compute(&invalid, None, &[], at(1));
@@ -586,6 +650,7 @@ mod tests {
             },
             client_secret: ClientSecretState::NotUsed,
             trusted_ca: None,
+            http_route: HttpRouteState::NotUsed,
             tls: Some("mcp-tls".into()),
         };
         let c = compute(&failed, None, &[], at(1));
@@ -620,6 +685,7 @@ mod tests {
             },
             client_secret: ClientSecretState::NotUsed,
             trusted_ca: None,
+            http_route: HttpRouteState::NotUsed,
             tls: Some("mcp-tls".into()),
         };
         assert_eq!(
@@ -653,6 +719,7 @@ mod tests {
             },
             client_secret: ClientSecretState::NotUsed,
             trusted_ca: None,
+            http_route: HttpRouteState::NotUsed,
             tls: Some("mcp-tls".into()),
         };
         let c = compute(&ok, None, &[], at(1));
@@ -709,6 +776,7 @@ mod tests {
             },
             client_secret: ClientSecretState::NotUsed,
             trusted_ca: None,
+            http_route: HttpRouteState::NotUsed,
             tls: Some("mcp-tls".into()),
         };
         let status = |o: &Observed| {
@@ -781,6 +849,7 @@ mod tests {
             },
             client_secret: ClientSecretState::NotUsed,
             trusted_ca: None,
+            http_route: HttpRouteState::NotUsed,
             tls: Some("mcp-tls".into()),
         };
         let first = compute(&ok, None, &[], at(100));
@@ -815,6 +884,7 @@ mod tests {
             },
             client_secret: ClientSecretState::NotUsed,
             trusted_ca: None,
+            http_route: HttpRouteState::NotUsed,
             tls: Some("mcp-tls".into()),
         };
         let c = compute(&conflicted, None, &[], at(1));
@@ -843,6 +913,7 @@ mod tests {
             },
             client_secret: ClientSecretState::NotUsed,
             trusted_ca: None,
+            http_route: HttpRouteState::NotUsed,
             tls: Some("mcp-tls".into()),
             ..conflicted
         };
@@ -867,6 +938,7 @@ mod tests {
                 secret: "apps/entra-app".into(),
             },
             trusted_ca: None,
+            http_route: HttpRouteState::NotUsed,
             tls: None,
         };
         let c = compute(&base, None, &[], at(1));
@@ -917,6 +989,7 @@ mod tests {
                 },
                 client_secret: ClientSecretState::NotUsed,
                 trusted_ca: None,
+                http_route: HttpRouteState::NotUsed,
                 tls: Some("mcp-tls".into()),
             },
             None,

@@ -13,6 +13,7 @@ pub mod key_report;
 pub mod metrics;
 pub mod pods;
 pub mod render;
+pub mod route_status;
 pub mod spec_checks;
 pub mod validate;
 

@@ -286,6 +286,23 @@ cp_build_node() {
     exec {fd}>&-
 }
 
+# The standard-channel Gateway API CRDs, out of the sigs.k8s.io/gateway-api module at
+# GATEWAY_API_VERSION (checksummed by the Traefik wrapper's go.sum), as one file. Seconds.
+cp_gateway_api_crds() {
+    cp_load_versions
+    [[ -s $CP_GATEWAY_API_CRDS ]] && return 0
+    cp_go_env
+    local dir="$CP_TOOLS_DIR/traefik" moddir
+    moddir="$(cd "$dir" && go mod download -json "sigs.k8s.io/gateway-api@$GATEWAY_API_VERSION" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",\{0,1\}$/\1/p')"
+    [[ -d $moddir/config/crd/standard ]] || cp_die "no config/crd/standard in sigs.k8s.io/gateway-api@$GATEWAY_API_VERSION"
+    local f out="$CP_GATEWAY_API_CRDS.tmp.$$"
+    : >"$out"
+    for f in "$moddir"/config/crd/standard/*.yaml; do
+        { echo "---"; cat "$f"; } >>"$out"
+    done
+    mv -f "$out" "$CP_GATEWAY_API_CRDS"
+}
+
 # Traefik (the node's ingress controller and Gateway API implementation) from the wrapper
 # module tools/control-plane/traefik (Traefik's own replace and exclude lines, a `tool`
 # line for cmd/traefik), with the version stamped as Traefik's Makefile does; and the
@@ -314,17 +331,7 @@ cp_build_traefik() {
         cp_finish_atomic "$CP_TRAEFIK" "$tmp"
         cp_log "built traefik in $((SECONDS - t0))s"
     fi
-    if [[ ! -s $CP_GATEWAY_API_CRDS ]]; then
-        local moddir
-        moddir="$(cd "$dir" && go mod download -json "sigs.k8s.io/gateway-api@$GATEWAY_API_VERSION" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",\{0,1\}$/\1/p')"
-        [[ -d $moddir/config/crd/standard ]] || cp_die "no config/crd/standard in sigs.k8s.io/gateway-api@$GATEWAY_API_VERSION"
-        local f out="$CP_GATEWAY_API_CRDS.tmp.$$"
-        : >"$out"
-        for f in "$moddir"/config/crd/standard/*.yaml; do
-            { echo "---"; cat "$f"; } >>"$out"
-        done
-        mv -f "$out" "$CP_GATEWAY_API_CRDS"
-    fi
+    cp_gateway_api_crds
     flock -u "$fd"
     exec {fd}>&-
 }

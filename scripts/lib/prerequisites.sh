@@ -7,11 +7,14 @@ ensure_control_plane() {
 }
 
 # The node of the tier-5 tests (tests/tests/real_node.rs): kubelet & co. from the same Go
-# module, Debian packages, the pause image (scripts/local-cluster node-build, cached). Root
+# module, Debian packages, the pause image (scripts/local-cluster node-build, cached), and
+# Traefik with the Gateway API CRDs (scripts/local-cluster traefik-build, cached). Root
 # only; without root those tests fail and say why.
 ensure_node() {
     if [ "$(id -u)" = 0 ]; then
         scripts/local-cluster node-build >&2
+        # Its ingress controller and Gateway API implementation: minutes once, then cached.
+        scripts/local-cluster traefik-build >&2
     else
         echo "[prerequisites] not root: the real-node tests (tests/tests/real_node.rs) will fail" >&2
     fi

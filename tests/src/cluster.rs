@@ -163,6 +163,33 @@ impl Cluster {
         anyhow::ensure!(ok, "CRD {name} not Established: {err}");
         Ok(())
     }
+
+    /// Installs the standard-channel Gateway API CRDs at the pinned version
+    /// (`scripts/local-cluster gateway-api-crds`) and waits until the Gateway and HTTPRoute
+    /// CRDs are established.
+    pub fn install_gateway_api_crds(&self) -> anyhow::Result<()> {
+        let out = Command::new(script()).arg("gateway-api-crds").output()?;
+        anyhow::ensure!(
+            out.status.success(),
+            "scripts/local-cluster gateway-api-crds: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let path = String::from_utf8(out.stdout)?.trim().to_string();
+        let (ok, _, err) = self.kubectl_run(&["apply", "--server-side", "-f", &path], None);
+        anyhow::ensure!(ok, "applying the Gateway API CRDs failed: {err}");
+        let (ok, _, err) = self.kubectl_run(
+            &[
+                "wait",
+                "--for=condition=Established",
+                "--timeout=60s",
+                "crd/gateways.gateway.networking.k8s.io",
+                "crd/httproutes.gateway.networking.k8s.io",
+            ],
+            None,
+        );
+        anyhow::ensure!(ok, "the Gateway API CRDs are not Established: {err}");
+        Ok(())
+    }
 }
 
 impl Drop for Cluster {

@@ -437,6 +437,17 @@ pub fn mcp_client(args: &[&str]) -> anyhow::Result<(bool, Value, String)> {
     run_client(c)
 }
 
+/// [`mcp_client`] trusting the CA certificates in `ca_file` besides Node's own (an https
+/// endpoint behind a private CA: the real-node tier's Traefik, its IdP).
+pub fn mcp_client_trusting(
+    ca_file: &std::path::Path,
+    args: &[&str],
+) -> anyhow::Result<(bool, Value, String)> {
+    let mut c = node_command("mcp-client.mjs");
+    c.env("NODE_EXTRA_CA_CERTS", ca_file).args(args);
+    run_client(c)
+}
+
 /// Runs the TypeScript SDK's OAuth authorization-code client (`mcp-oauth-client.mjs`: DCR or
 /// `--cimd-url`, a headless browser through the consent page and the IdP, PKCE, tools/call,
 /// a refresh) with `args`; returns the same as [`mcp_client`]. Pass `--url <mcp url>`.

@@ -12,6 +12,7 @@ pub mod round_robin;
 pub mod sidecar;
 pub mod stack;
 pub mod tls;
+pub mod traefik;
 pub mod whole_path;
 
 use std::path::PathBuf;

@@ -14,6 +14,7 @@ use anyhow::{Context, bail, ensure};
 use serde_json::Value;
 
 use crate::cluster::Cluster;
+use crate::traefik::Traefik;
 use crate::workspace_root;
 
 pub const RELEASE: &str = "mcp-gateway";
@@ -21,6 +22,8 @@ pub const RELEASE_NAMESPACE: &str = "mcp-gateway-system";
 pub const OPERATOR_SELECTOR: &str = "app.kubernetes.io/instance=mcp-gateway";
 
 pub struct Node {
+    /// Started on first use ([`Node::traefik`]); dropped before the cluster stops.
+    traefik: Mutex<Option<Arc<Traefik>>>,
     pub cluster: Cluster,
     /// The node's IP, on the bridge: the host's address as pods see it.
     pub ip: String,
@@ -98,9 +101,22 @@ impl Node {
             operator_image: get("OPERATOR_IMAGE=")?,
             sidecar_image: get("SIDECAR_IMAGE=")?,
             ip,
+            traefik: Mutex::new(None),
             cluster,
             chart: tokio::sync::Mutex::new(false),
         })
+    }
+
+    /// Traefik on this node (started once): the ingress controller and Gateway API
+    /// implementation clients reach on 127.0.0.1.
+    pub fn traefik(&self) -> anyhow::Result<Arc<Traefik>> {
+        let mut slot = self.traefik.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(traefik) = slot.as_ref() {
+            return Ok(traefik.clone());
+        }
+        let traefik = Arc::new(Traefik::start(&self.cluster, &self.cluster.state_dir())?);
+        *slot = Some(traefik.clone());
+        Ok(traefik)
     }
 
     /// kubectl with `args`; fails with its stderr.

@@ -24,11 +24,13 @@ fn openssl(dir: &Path, args: &[&str]) {
 /// A CA (`ca.pem`) and a leaf certificate for 127.0.0.1 (`leaf.pem`, `leaf.key`) signed by
 /// it, written to `dir`.
 pub fn make_certificates(dir: &Path) {
-    make_certificates_for(dir, "127.0.0.1")
+    make_certificates_for(dir, "IP:127.0.0.1")
 }
 
-/// [`make_certificates`] with the leaf for another IP of this machine's own (the node's).
-pub fn make_certificates_for(dir: &Path, ip: &str) {
+/// [`make_certificates`] with the leaf for another name: `san` is `IP:<address>` (one of this
+/// machine's own, such as the node's) or `DNS:<name>` (`DNS:localhost`).
+pub fn make_certificates_for(dir: &Path, san: &str) {
+    let cn = san.split_once(':').map_or(san, |(_, name)| name);
     let ec = [
         "-newkey",
         "ec",
@@ -65,14 +67,14 @@ pub fn make_certificates_for(dir: &Path, ip: &str) {
                 "-out",
                 "leaf.csr",
                 "-subj",
-                &format!("/CN={ip}"),
+                &format!("/CN={cn}"),
             ],
         ]
         .concat(),
     );
     std::fs::write(
         dir.join("leaf.ext"),
-        format!("subjectAltName=IP:{ip}\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n"),
+        format!("subjectAltName={san}\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n"),
     )
     .unwrap();
     openssl(

@@ -292,6 +292,33 @@ async fn admission_rejects_invalid_gateways_with_a_message_and_stores_nothing() 
             "replicas must be between 0 and 100",
         ),
         (
+            "gateway-ref-with-ingress-tls",
+            with(
+                with(base(), "/route/gatewayRef/name", json!("public")),
+                "/route/tls/secretName",
+                json!("mcp-tls"),
+            ),
+            "route.gatewayRef attaches an HTTPRoute to a Gateway, whose listener holds the TLS certificate",
+        ),
+        (
+            "gateway-ref-with-ingress-class",
+            with(
+                with(base(), "/route/gatewayRef/name", json!("public")),
+                "/route/ingressClassName",
+                json!("nginx"),
+            ),
+            "remove route.tls and route.ingressClassName",
+        ),
+        (
+            "gateway-ref-bad-namespace",
+            with(
+                with(base(), "/route/gatewayRef/name", json!("public")),
+                "/route/gatewayRef/namespace",
+                json!("Infra"),
+            ),
+            "route.gatewayRef.namespace must be a namespace name",
+        ),
+        (
             "trusted-ca-bad-name",
             with(base(), "/trustedCA/configMapRef/name", json!("Corp CA")),
             "trustedCA.configMapRef.name must be a ConfigMap name",

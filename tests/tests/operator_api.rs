@@ -1018,3 +1018,190 @@ async fn a_trusted_ca_bundle_is_mounted_and_a_new_one_rolls_the_pods() {
     })
     .await;
 }
+
+/// `route.gatewayRef`: an HTTPRoute instead of an Ingress, only once the Gateway API CRDs
+/// are served (before that a condition says what to install), valid against the real CRDs'
+/// schema and CEL, and the implementation's verdict in `RouteAccepted` and `Ready`. A bare
+/// API server runs no Gateway API implementation: the route's status is written here as one
+/// would write it (the real one, Traefik, is on the real-node tier).
+#[tokio::test]
+async fn a_gateway_ref_becomes_an_http_route_whose_verdict_is_route_accepted() {
+    // Its own cluster: the Gateway API CRDs are installed halfway through.
+    let cluster = Cluster::start().expect("local control plane");
+    cluster.install_crd().unwrap();
+    let client = cluster.client().await.unwrap();
+    let ns = TestNamespace::new(&client, "gwapi").await.unwrap();
+    let _operator = Operator::start(
+        &cluster.kubeconfig,
+        &[
+            "--leader-election=false",
+            "--key-status-interval-seconds",
+            "1",
+        ],
+    )
+    .expect("operator starts");
+    let gateways: Api<McpGateway> = Api::namespaced(client.clone(), &ns.name);
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns.name);
+    let ingresses: Api<Ingress> = Api::namespaced(client.clone(), &ns.name);
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns.name);
+    secrets
+        .create(&PostParams::default(), &key_secret("fn-keys", KEY))
+        .await
+        .unwrap();
+    let mut gw = gateway("routed", "/routed", "fn-keys");
+    gw.spec.route.tls = None;
+    gw.spec.route.gateway_ref = Some(
+        serde_json::from_value(
+            json!({"name": "public", "namespace": "infra", "sectionName": "https"}),
+        )
+        .unwrap(),
+    );
+    gateways.create(&PostParams::default(), &gw).await.unwrap();
+    let condition_is = |status: &'static str, reason: &'static str| {
+        let gateways = gateways.clone();
+        async move {
+            let gw = gateways.get("routed").await.map_err(|e| e.to_string())?;
+            match condition(&gw, "RouteAccepted") {
+                Some((s, r, m)) if s == status && r == reason => Ok((gw, m)),
+                other => Err(format!("{other:?}")),
+            }
+        }
+    };
+    let (missing, message) = eventually(30, "RouteAccepted=False CrdNotInstalled", || {
+        condition_is("False", "CrdNotInstalled")
+    })
+    .await;
+    assert!(message.contains("Gateway API CRDs"), "{message}");
+    assert_eq!(condition(&missing, "Ready").unwrap().1, "RouteNotAccepted");
+    assert!(
+        condition(&missing, "TlsConfigured").is_none(),
+        "TLS is the listener's"
+    );
+    assert!(
+        ingresses.get_opt("routed-gateway").await.unwrap().is_none(),
+        "no Ingress"
+    );
+
+    cluster.install_gateway_api_crds().unwrap();
+    let routes: Api<kube::api::DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        &ns.name,
+        &kube::api::ApiResource::from_gvk_with_plural(
+            &kube::api::GroupVersionKind::gvk("gateway.networking.k8s.io", "v1", "HTTPRoute"),
+            "httproutes",
+        ),
+    );
+    // Accepted by the real CRD's schema and CEL (it was applied), owned by the gateway.
+    let route = eventually(60, "the HTTPRoute", || async {
+        routes
+            .get_opt("routed-gateway")
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or("not yet".to_string())
+    })
+    .await;
+    assert_eq!(
+        route.metadata.owner_references.as_ref().unwrap()[0].name,
+        "routed"
+    );
+    let spec = &route.data["spec"];
+    assert_eq!(spec["parentRefs"][0]["name"], "public");
+    assert_eq!(spec["parentRefs"][0]["namespace"], "infra");
+    assert_eq!(spec["parentRefs"][0]["sectionName"], "https");
+    assert_eq!(spec["hostnames"][0], "mcp.example.com");
+    assert_eq!(spec["rules"][0]["timeouts"]["request"], "0s");
+    let paths: Vec<String> = spec["rules"][0]["matches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["path"]["value"].as_str().unwrap().to_string())
+        .collect();
+    assert!(paths.contains(&"/routed/mcp".to_string()), "{paths:?}");
+    let (_, message) = eventually(30, "RouteAccepted=Unknown Pending", || {
+        condition_is("Unknown", "Pending")
+    })
+    .await;
+    assert!(message.contains("infra/public"), "{message}");
+
+    // The implementation refuses: the listener does not allow this namespace.
+    let generation = route.metadata.generation.unwrap();
+    let parent = json!({"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "public", "namespace": "infra", "sectionName": "https"});
+    let verdict = |status: &str, reason: &str| {
+        json!({"status": {"parents": [{
+        "parentRef": parent, "controllerName": "example.com/gateway-controller",
+        "conditions": [
+            {"type": "Accepted", "status": status, "reason": reason, "message": "route check",
+             "observedGeneration": generation, "lastTransitionTime": "2026-12-01T00:00:00Z"},
+            {"type": "ResolvedRefs", "status": "True", "reason": "ResolvedRefs", "message": "",
+             "observedGeneration": generation, "lastTransitionTime": "2026-12-01T00:00:00Z"},
+        ]}]}})
+    };
+    routes
+        .patch_status(
+            "routed-gateway",
+            &PatchParams::default(),
+            &Patch::Merge(verdict("False", "NotAllowedByListeners")),
+        )
+        .await
+        .unwrap();
+    let (refused, message) = eventually(30, "RouteAccepted=False NotAllowedByListeners", || {
+        condition_is("False", "NotAllowedByListeners")
+    })
+    .await;
+    assert!(message.contains("allowedRoutes.namespaces"), "{message}");
+    assert_eq!(condition(&refused, "Ready").unwrap().1, "RouteNotAccepted");
+
+    // Accepted, and the Deployment available (as its controller would write it): Ready.
+    routes
+        .patch_status(
+            "routed-gateway",
+            &PatchParams::default(),
+            &Patch::Merge(verdict("True", "Accepted")),
+        )
+        .await
+        .unwrap();
+    deployments
+        .patch_status(
+            "routed-gateway",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"replicas": 2, "readyReplicas": 2, "availableReplicas": 2, "updatedReplicas": 2}})),
+        )
+        .await
+        .unwrap();
+    eventually(30, "Ready=True with the route accepted", || async {
+        let (gw, _) = condition_is("True", "Accepted").await?;
+        match condition(&gw, "Ready") {
+            Some((s, _, _)) if s == "True" => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+
+    // Back to an Ingress: the HTTPRoute goes, the Ingress comes.
+    gateways
+        .patch(
+            "routed",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"route": {"gatewayRef": null}}})),
+        )
+        .await
+        .unwrap();
+    eventually(30, "the Ingress replaces the HTTPRoute", || async {
+        let route = routes
+            .get_opt("routed-gateway")
+            .await
+            .map_err(|e| e.to_string())?;
+        let ingress = ingresses
+            .get_opt("routed-gateway")
+            .await
+            .map_err(|e| e.to_string())?;
+        match (route, ingress) {
+            (None, Some(_)) => Ok(()),
+            other => Err(format!(
+                "route, ingress: {:?}",
+                (other.0.is_some(), other.1.is_some())
+            )),
+        }
+    })
+    .await;
+}

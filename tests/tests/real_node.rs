@@ -12,6 +12,8 @@
 use base64::Engine;
 use mcp_gateway_tests::fixtures::{self, Standin};
 use mcp_gateway_tests::node::{self, Node, OPERATOR_SELECTOR, RELEASE_NAMESPACE};
+use mcp_gateway_tests::tls;
+use mcp_gateway_tests::traefik::{GATEWAY_CLASS, HTTPS_PORT, INGRESS_CLASS, PUBLIC_HOST};
 use mcp_gateway_tests::{TempDir, eventually};
 use serde_json::Value;
 
@@ -107,7 +109,11 @@ impl Gateway {
     /// Ready=True (which follows the real Deployment's status) with `replicas` sidecar pods
     /// Running and Ready, and no others; returns the pods.
     async fn wait_ready(&self, node: &Node, replicas: u32) -> Vec<Value> {
-        let ns = &self.namespace;
+        Self::wait_ready_in(node, &self.namespace, replicas).await
+    }
+
+    /// [`Gateway::wait_ready`] for the gateway `weather` of `ns`.
+    async fn wait_ready_in(node: &Node, ns: &str, replicas: u32) -> Vec<Value> {
         eventually(180, "the McpGateway is Ready=True", || async {
             let out = node
                 .kubectl(
@@ -358,4 +364,473 @@ async fn a_spec_change_rolls_the_pods_and_two_replicas_serve_behind_the_service(
     for i in 0..4 {
         call(&service, &format!("through the Service {i}")).unwrap_or_else(|e| panic!("{e}"));
     }
+}
+
+/// A gateway the way users publish one: Oidc with an issuer behind a private CA
+/// (`trustedCA`), an Ingress of Traefik's class with TLS from a Secret, on `localhost` (so
+/// its public URL is exactly what clients on this machine use). Each test has its own path
+/// prefix on that host.
+struct PublicGateway {
+    namespace: String,
+    url: String,
+    standin: Standin,
+    idp: fixtures::Idp,
+    key: String,
+    /// The ingress's and the IdP's CAs, for clients.
+    client_ca: std::path::PathBuf,
+    _dir: TempDir,
+}
+
+/// How a [`PublicGateway`] is published.
+enum Publish {
+    /// An Ingress of Traefik's class, TLS from the route's Secret.
+    Ingress,
+    /// An HTTPRoute attached to the Gateway `namespace/name` (TLS is its listener's).
+    Gateway { namespace: String, name: String },
+}
+
+/// The certificate for `localhost` every ingress and Gateway listener of this process
+/// serves (one CA, so a client trusts all of them), made once.
+fn ingress_certificate() -> &'static std::path::Path {
+    static DIR: std::sync::OnceLock<TempDir> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = TempDir::new("real-node-ingress");
+        tls::make_certificates_for(dir.path(), &format!("DNS:{PUBLIC_HOST}"));
+        dir
+    })
+    .path()
+}
+
+/// A `kubernetes.io/tls` Secret `name` in `namespace` with [`ingress_certificate`].
+fn ingress_tls_secret(namespace: &str, name: &str) -> String {
+    let b64 = |file: &str| {
+        base64::engine::general_purpose::STANDARD
+            .encode(std::fs::read(ingress_certificate().join(file)).unwrap())
+    };
+    format!(
+        r#"apiVersion: v1
+kind: Secret
+metadata:
+  name: {name}
+  namespace: {namespace}
+type: kubernetes.io/tls
+data:
+  tls.crt: {crt}
+  tls.key: {key}
+"#,
+        crt = b64("leaf.pem"),
+        key = b64("leaf.key"),
+    )
+}
+
+impl PublicGateway {
+    async fn deploy(node: &Node, namespace: &str, replicas: u32) -> PublicGateway {
+        Self::deploy_with(node, namespace, replicas, Publish::Ingress).await
+    }
+
+    async fn deploy_with(
+        node: &Node,
+        namespace: &str,
+        replicas: u32,
+        publish: Publish,
+    ) -> PublicGateway {
+        node.ensure_operator().await.expect("the operator pod");
+        node.traefik().expect("traefik on the node");
+        let dir = TempDir::new("real-node-public");
+        let key = format!("SYSKEY-{namespace}-{}", std::process::id());
+        let key_file = dir.path().join("key");
+        std::fs::write(&key_file, &key).unwrap();
+        let standin = Standin::start_on(&key_file, 0, &["--host".into(), node.ip.clone()])
+            .expect("functions stand-in on the bridge IP");
+        // Two private CAs: the IdP's (which the pods trust through trustedCA) and the
+        // ingress certificate's (which only the clients trust).
+        let idp_dir = dir.path().join("idp");
+        std::fs::create_dir_all(&idp_dir).unwrap();
+        tls::make_certificates_for(&idp_dir, &format!("IP:{}", node.ip));
+        let ingress_dir = ingress_certificate();
+        let idp = fixtures::Idp::start_https(&node.ip, &idp_dir).expect("https IdP on the bridge");
+        let client_ca = dir.path().join("client-ca.pem");
+        let read = |p: std::path::PathBuf| std::fs::read_to_string(p).unwrap();
+        std::fs::write(
+            &client_ca,
+            read(idp_dir.join("ca.pem")) + &read(ingress_dir.join("ca.pem")),
+        )
+        .unwrap();
+        let url = format!("https://{PUBLIC_HOST}/{namespace}/mcp");
+        let publish_as = match &publish {
+            Publish::Ingress => {
+                format!("ingressClassName: {INGRESS_CLASS}\n    tls:\n      secretName: public-tls")
+            }
+            Publish::Gateway { namespace, name } => {
+                format!("gatewayRef:\n      name: {name}\n      namespace: {namespace}")
+            }
+        };
+        let indent = |pem: String| pem.replace('\n', "\n    ");
+        let manifest = format!(
+            r#"apiVersion: v1
+kind: Namespace
+metadata:
+  name: {namespace}
+---
+{secret}---
+{tls_secret}---
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: idp-ca
+  namespace: {namespace}
+data:
+  ca.crt: |
+    {ca}
+---
+apiVersion: mcpgateway.dev/v1alpha1
+kind: McpGateway
+metadata:
+  name: weather
+  namespace: {namespace}
+spec:
+  replicas: {replicas}
+  upstream:
+    url: {upstream}
+    allowInsecureUpstream: true
+  systemKey:
+    secretRef:
+      name: weather-fn-keys
+  auth:
+    mode: Oidc
+    oidc:
+      issuer: {issuer}
+      audiences: ["{url}"]
+      requiredScopes: ["mcp:tools"]
+  trustedCA:
+    configMapRef:
+      name: idp-ca
+  resources:
+    requests: {{cpu: 10m, memory: 32Mi}}
+    limits: {{memory: 128Mi}}
+  route:
+    host: {PUBLIC_HOST}
+    pathPrefix: /{namespace}
+    keepAliveSeconds: 5
+    {publish_as}
+"#,
+            secret = secret_manifest(namespace, &key),
+            tls_secret = ingress_tls_secret(namespace, "public-tls"),
+            ca = indent(read(idp_dir.join("ca.pem"))),
+            upstream = standin.url,
+            issuer = idp.issuer,
+        );
+        node.kubectl(&["apply", "-f", "-"], Some(&manifest))
+            .expect("kubectl apply the public gateway");
+        let gw = PublicGateway {
+            namespace: namespace.into(),
+            url,
+            standin,
+            idp,
+            key,
+            client_ca,
+            _dir: dir,
+        };
+        let probe = Gateway::wait_ready_in(node, namespace, replicas).await;
+        assert_eq!(probe.len(), replicas as usize);
+        gw
+    }
+
+    /// The TypeScript SDK client through Traefik at the public URL: the SDK's own OAuth
+    /// discovery (401 → resource metadata → the IdP's metadata → client_credentials with the
+    /// resource indicator), then the echo tool.
+    fn call(&self, message: &str) -> Result<Value, String> {
+        let args = format!(r#"{{"message":"{message}"}}"#);
+        let (ok, out, raw) = fixtures::mcp_client_trusting(
+            &self.client_ca,
+            &[
+                "--url",
+                &self.url,
+                "--transport",
+                "streamable",
+                "--oauth-client-credentials",
+                "--client-id",
+                fixtures::CLIENT_ID,
+                "--client-secret",
+                fixtures::CLIENT_SECRET,
+                "--scope",
+                "mcp:tools",
+                "--expected-issuer",
+                &self.idp.issuer,
+                "--call",
+                "echo",
+                "--args",
+                &args,
+            ],
+        )
+        .map_err(|e| e.to_string())?;
+        if ok && out["result"].to_string().contains(message) {
+            Ok(out)
+        } else {
+            Err(format!("MCP client via {}: {raw}", self.url))
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_client_with_a_real_token_reaches_the_tool_through_traefik_over_https() {
+    let node = Node::shared().expect("a real node (scripts/local-cluster start --node)");
+    let gw = PublicGateway::deploy(&node, "public", 1).await;
+    let traefik = node.traefik().unwrap();
+
+    let status = node
+        .kubectl(
+            &[
+                "get",
+                "mcpgateway",
+                "weather",
+                "-n",
+                "public",
+                "-o",
+                "jsonpath={.status.url}",
+            ],
+            None,
+        )
+        .unwrap();
+    assert_eq!(
+        status, gw.url,
+        "the URL the operator reports is the one clients use"
+    );
+    // Traefik picks the Ingress up within moments of its creation.
+    let out = eventually(60, "a tool call through Traefik", || async {
+        gw.call("through traefik")
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}\n{}", node.describe("public"), traefik.logs()));
+    assert!(
+        out["discovery"]
+            .to_string()
+            .contains("oauth-protected-resource"),
+        "the SDK discovered the resource metadata through the ingress: {out}"
+    );
+
+    // Without a token: the challenge names the metadata at the public URL, which resolves
+    // through the ingress (the path-inserted form of RFC 9728: this gateway has a prefix).
+    let http = reqwest::Client::builder()
+        .add_root_certificate(
+            reqwest::Certificate::from_pem(&std::fs::read(&gw.client_ca).unwrap()).unwrap(),
+        )
+        .build()
+        .unwrap();
+    let challenge = http
+        .post(&gw.url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body(r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(challenge.status(), 401);
+    let header = challenge.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let metadata_url =
+        format!("https://{PUBLIC_HOST}/.well-known/oauth-protected-resource/public/mcp");
+    assert!(header.contains(&metadata_url), "{header}");
+    for url in [metadata_url.clone()] {
+        let doc: Value = http
+            .get(&url)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap_or_default();
+        assert_eq!(doc["resource"], gw.url, "{url}: {doc}");
+        assert_eq!(
+            doc["authorization_servers"][0], gw.idp.issuer,
+            "{url}: {doc}"
+        );
+    }
+
+    // The upstream got the key, never the token; no log holds either.
+    let requests = gw.standin.requests().await.unwrap();
+    assert!(requests.iter().any(|r| r["keyMatched"] == true));
+    assert!(
+        requests.iter().all(|r| r["hasAuthorization"] == false),
+        "{requests:?}"
+    );
+    let logs = node
+        .kubectl(
+            &["logs", "-n", "public", "deployment/weather-gateway"],
+            None,
+        )
+        .unwrap();
+    assert!(logs.contains("tools/call"), "{logs}");
+    assert!(!logs.contains(&gw.key), "the sidecar logged the key");
+    assert!(!logs.contains("eyJ"), "the sidecar logged a token");
+    assert!(!traefik.logs().contains(&gw.key));
+    drop(gw.namespace);
+}
+
+/// The route's `RouteAccepted` condition (status, reason).
+fn route_accepted(node: &Node, namespace: &str) -> Option<(String, String)> {
+    let out = node
+        .kubectl(
+            &[
+                "get",
+                "mcpgateway",
+                "weather",
+                "-n",
+                namespace,
+                "-o",
+                "json",
+            ],
+            None,
+        )
+        .ok()?;
+    let gw: Value = serde_json::from_str(&out).ok()?;
+    let c = gw["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == "RouteAccepted")?
+        .clone();
+    Some((c["status"].as_str()?.into(), c["reason"].as_str()?.into()))
+}
+
+/// An https client trusting the gateway's client CA (the ingress's and its IdP's).
+fn https_client(gw: &PublicGateway) -> reqwest::Client {
+    let mut builder = reqwest::Client::builder();
+    for cert in
+        reqwest::Certificate::from_pem_bundle(&std::fs::read(&gw.client_ca).unwrap()).unwrap()
+    {
+        builder = builder.add_root_certificate(cert);
+    }
+    builder.build().unwrap()
+}
+
+#[tokio::test]
+async fn two_gateways_on_one_host_serve_through_one_gateway_api_gateway_and_sse_outlives_its_timeouts()
+ {
+    let node = Node::shared().expect("a real node (scripts/local-cluster start --node)");
+    let traefik = node.traefik().unwrap();
+    // The shared Gateway, as a platform team would run it: one HTTPS listener for the host,
+    // routes from every namespace.
+    let infra = "gwapi-infra";
+    node.kubectl(&["create", "namespace", infra], None).unwrap();
+    let gateway = format!(
+        r#"{tls}---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata:
+  name: public
+  namespace: {infra}
+spec:
+  gatewayClassName: {GATEWAY_CLASS}
+  listeners:
+    - name: https
+      protocol: HTTPS
+      port: {HTTPS_PORT}
+      hostname: {PUBLIC_HOST}
+      tls:
+        mode: Terminate
+        certificateRefs: [{{name: public-tls}}]
+      allowedRoutes:
+        namespaces: {{from: All}}
+"#,
+        tls = ingress_tls_secret(infra, "public-tls"),
+    );
+    node.kubectl(&["apply", "-f", "-"], Some(&gateway)).unwrap();
+    let publish = || Publish::Gateway {
+        namespace: infra.into(),
+        name: "public".into(),
+    };
+    let a = PublicGateway::deploy_with(&node, "gwapi-a", 1, publish()).await;
+    let b = PublicGateway::deploy_with(&node, "gwapi-b", 1, publish()).await;
+
+    for gw in [&a, &b] {
+        // Traefik's verdict on the route, read back by the operator.
+        eventually(60, "RouteAccepted=True from Traefik", || async {
+            match route_accepted(&node, &gw.namespace) {
+                Some((s, r)) if s == "True" && r == "Accepted" => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", traefik.logs()));
+        let out = eventually(60, "a tool call through the HTTPRoute", || async {
+            gw.call(&format!("through the gateway api to {}", gw.namespace))
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}\n{}", node.describe(&gw.namespace), traefik.logs()));
+        assert!(
+            out["discovery"]
+                .to_string()
+                .contains("oauth-protected-resource"),
+            "{out}"
+        );
+    }
+
+    // Legacy SSE through the route, held open past Traefik's 60 s read timeout: the
+    // gateway's keep-alives (every 5 s here) keep it alive, and a call still answers on it.
+    let http = https_client(&a);
+    let token = a.idp.token(&a.url, "mcp:tools", "RS256").unwrap();
+    let sse_url = a.url.trim_end_matches("/mcp").to_string() + "/sse";
+    let mut stream = http
+        .get(&sse_url)
+        .bearer_auth(&token)
+        .header("accept", "text/event-stream")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
+    let mut seen = String::new();
+    let started = std::time::Instant::now();
+    let mut endpoint = None;
+    let mut keep_alives = 0;
+    while started.elapsed() < std::time::Duration::from_secs(65) {
+        let chunk = tokio::time::timeout(std::time::Duration::from_secs(15), stream.chunk())
+            .await
+            .expect("the stream went silent for 15 s")
+            .expect("the stream failed")
+            .expect("the stream ended");
+        let text = String::from_utf8_lossy(&chunk).to_string();
+        keep_alives += text.matches(": keep-alive").count();
+        seen.push_str(&text);
+        if endpoint.is_none()
+            && let Some(line) = seen.lines().find_map(|l| l.strip_prefix("data: "))
+            && seen.contains("event: endpoint")
+        {
+            endpoint = Some(line.trim().to_string());
+        }
+    }
+    assert!(
+        keep_alives >= 10,
+        "{keep_alives} keep-alives in 65 s: {seen}"
+    );
+    let endpoint = endpoint.expect("an endpoint event");
+    let endpoint = if endpoint.starts_with('/') {
+        format!("https://{PUBLIC_HOST}{endpoint}")
+    } else {
+        endpoint
+    };
+    assert!(
+        !endpoint.contains(&a.key) && !endpoint.contains("code="),
+        "{endpoint}"
+    );
+    let posted = http
+        .post(&endpoint)
+        .bearer_auth(&token)
+        .header("content-type", "application/json")
+        .body(r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"echo","arguments":{"message":"after 65 s"}}}"#)
+        .send()
+        .await
+        .unwrap();
+    assert!(posted.status().is_success(), "{}", posted.status());
+    let mut answer = String::new();
+    while !answer.contains("after 65 s") {
+        let chunk = tokio::time::timeout(std::time::Duration::from_secs(15), stream.chunk())
+            .await
+            .expect("no answer on the stream within 15 s")
+            .unwrap()
+            .expect("the stream ended before the answer");
+        answer.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(!traefik.logs().contains(&token), "traefik logged the token");
 }

@@ -13,6 +13,7 @@ use serde::de::DeserializeOwned;
 
 use super::{Context, Error};
 use crate::MANAGER;
+use crate::render::http_route::HTTP_ROUTE;
 use crate::render::{self, Leftover, Objects, ThirdPartyKind};
 
 /// Whether the API server serves a kind (its CRD is installed and established).
@@ -24,15 +25,16 @@ pub(super) async fn served(client: &Client, kind: &ThirdPartyKind) -> Result<boo
     }
 }
 
-/// Applies every object of a gateway (the key-sync object only when its CRD is served);
-/// returns the Deployment as stored.
+/// Applies every object of a gateway (the key-sync object and the HTTPRoute only when their
+/// CRDs are served); returns the Deployment and the HTTPRoute as stored.
 pub(super) async fn apply_all(
     ctx: &Context,
     namespace: &str,
     gateway: &McpGateway,
     objects: &Objects,
     sync_served: bool,
-) -> Result<Deployment, Error> {
+    route_served: bool,
+) -> Result<(Deployment, Option<DynamicObject>), Error> {
     ensure_key_secret(
         &ctx.client,
         namespace,
@@ -58,6 +60,12 @@ pub(super) async fn apply_all(
     if let Some(ingress) = &objects.ingress {
         apply(&ctx.client, namespace, ingress).await?;
     }
+    let route = match (&objects.http_route, route_served) {
+        (Some(route), true) => {
+            Some(apply_dynamic(&ctx.client, namespace, &HTTP_ROUTE, route).await?)
+        }
+        _ => None,
+    };
     let deployment = apply(&ctx.client, namespace, &objects.deployment).await?;
     // After the Deployment, so no new pod still refers to what goes.
     let uid = gateway.metadata.uid.clone().unwrap_or_default();
@@ -103,7 +111,7 @@ pub(super) async fn apply_all(
             .unwrap_or_else(|e| e.into_inner())
             .insert(key);
     }
-    Ok(deployment)
+    Ok((deployment, route))
 }
 
 /// Creates a Secret of generated keys once (session sealing; the facade's keys); an

@@ -24,6 +24,8 @@ use crate::key_report::{self, KeyReport};
 use crate::metrics::{Outcome, Reason};
 use crate::pods;
 use crate::render;
+use crate::render::http_route::HTTP_ROUTE;
+use crate::route_status::{self, HttpRouteState};
 use crate::validate::{self, KeySource, Plan};
 
 /// How often a settled gateway is looked at again, to catch drift nobody told us about.
@@ -116,6 +118,7 @@ async fn reconcile_inner(
                 route: RouteState::Unchecked,
                 client_secret: ClientSecretState::Unchecked,
                 trusted_ca: None,
+                http_route: HttpRouteState::NotUsed,
                 tls: gateway
                     .spec
                     .route
@@ -148,17 +151,54 @@ async fn reconcile_inner(
                 None => check_key(&ctx.client, &namespace, gateway, plan).await?,
             };
             let client_secret = check_client_secret(&ctx.client, &namespace, plan).await?;
-            let replicas =
-                match apply_all(ctx, &namespace, gateway, &objects, missing.is_none()).await {
-                    Ok(deployment) => {
-                        let ready = deployment.status.as_ref().and_then(|s| s.ready_replicas);
-                        Some((gateway.spec.replicas, ready.unwrap_or(0)))
+            let route_served = match &objects.http_route {
+                Some(_) => served(&ctx.client, &HTTP_ROUTE).await?,
+                None => false,
+            };
+            let parent = gateway
+                .spec
+                .route
+                .gateway_ref
+                .as_ref()
+                .map(|target| render::http_route::parent_ref(gateway, target));
+            let mut http_route = match (&parent, route_served) {
+                (None, _) => HttpRouteState::NotUsed,
+                (Some(_), false) => HttpRouteState::CrdMissing {
+                    install: HTTP_ROUTE.install.into(),
+                },
+                (Some(parent), true) => route_status::state(&serde_json::Value::Null, parent),
+            };
+            let applied = apply_all(
+                ctx,
+                &namespace,
+                gateway,
+                &objects,
+                missing.is_none(),
+                route_served,
+            )
+            .await;
+            let replicas = match applied {
+                Ok((deployment, route)) => {
+                    if let (Some(route), Some(parent)) = (route, &parent) {
+                        http_route = route_status::state(&route.data, parent);
                     }
-                    Err(error) => {
-                        failure = Some(error);
-                        None
-                    }
-                };
+                    let ready = deployment.status.as_ref().and_then(|s| s.ready_replicas);
+                    Some((gateway.spec.replicas, ready.unwrap_or(0)))
+                }
+                Err(error) => {
+                    failure = Some(error);
+                    None
+                }
+            };
+            // The route's status is written by the Gateway API implementation, which the
+            // operator does not watch (its CRDs may come and go): looked at again soon until
+            // accepted.
+            if !matches!(
+                http_route,
+                HttpRouteState::NotUsed | HttpRouteState::Accepted { .. }
+            ) {
+                requeue = requeue.min(ctx.key_status_interval);
+            }
             let report = match pods::key_reports(&ctx.client, &ctx.http, &namespace, gateway).await
             {
                 Ok(reports) => Some(key_report::aggregate(&reports)),
@@ -185,6 +225,7 @@ async fn reconcile_inner(
                 route,
                 client_secret,
                 trusted_ca,
+                http_route,
                 tls: gateway
                     .spec
                     .route

@@ -4,6 +4,7 @@
 
 mod config_map;
 mod deployment;
+pub mod http_route;
 mod ingress;
 pub mod key_sync;
 mod service;
@@ -51,8 +52,11 @@ pub struct Objects {
     pub config_map: ConfigMap,
     pub deployment: Deployment,
     pub service: Service,
-    /// `None` when every public path belongs to an older gateway on the same host.
+    /// `None` with `route.gatewayRef`, or when every public path belongs to an older gateway
+    /// on the same host.
     pub ingress: Option<Ingress>,
+    /// With `route.gatewayRef`: the Gateway API route (whose CRD may not be installed).
+    pub http_route: Option<DynamicObject>,
     pub service_account: ServiceAccount,
     /// The object that syncs the key out of Key Vault, if the gateway needs one.
     pub key_sync: Option<(ThirdPartyKind, DynamicObject)>,
@@ -71,7 +75,11 @@ pub fn build(
     Objects {
         deployment: deployment::deployment(gateway, plan, defaults, &hash),
         service: service::service(gateway),
-        ingress: ingress::ingress(gateway, plan, lost_paths),
+        ingress: match gateway.spec.route.gateway_ref {
+            None => ingress::ingress(gateway, plan, lost_paths),
+            Some(_) => None,
+        },
+        http_route: http_route::http_route(gateway, plan, lost_paths),
         service_account: service_account::service_account(gateway, plan),
         key_sync: key_sync::key_sync(gateway, plan),
         config_map,
@@ -98,6 +106,12 @@ pub fn leftovers(gateway: &McpGateway, objects: &Objects) -> Vec<Leftover> {
     }
     if gateway.spec.auth.mode != AuthMode::AuthorizationServer {
         leftovers.push(Leftover::Secret(facade_secret_name(gateway)));
+    }
+    if objects.http_route.is_none() {
+        leftovers.push(Leftover::ThirdParty(
+            http_route::HTTP_ROUTE,
+            object_name(gateway),
+        ));
     }
     for kind in [SECRET_PROVIDER_CLASS, EXTERNAL_SECRET] {
         if objects.key_sync.as_ref().map(|(k, _)| k) != Some(&kind) {
@@ -252,9 +266,24 @@ mod tests {
             leftovers(&gw, &o),
             [
                 Leftover::Secret("weather-gateway-facade".into()),
+                Leftover::ThirdParty(http_route::HTTP_ROUTE, "weather-gateway".into()),
                 Leftover::ThirdParty(SECRET_PROVIDER_CLASS, "weather-gateway".into()),
                 Leftover::ThirdParty(EXTERNAL_SECRET, "weather-gateway".into()),
             ]
+        );
+        // Attached to a Gateway: the Ingress goes, the HTTPRoute stays.
+        let mut spec = oidc_spec();
+        spec["route"]["gatewayRef"] = serde_json::json!({"name": "public"});
+        let routed = gateway(spec);
+        let plan = validate(&routed).unwrap();
+        let o = build(&routed, &plan, &Default::default(), &Defaults::new("i"));
+        assert!(o.ingress.is_none() && o.http_route.is_some());
+        let left = leftovers(&routed, &o);
+        assert!(left.contains(&Leftover::Ingress("weather-gateway".into())));
+        assert!(
+            !left
+                .iter()
+                .any(|l| matches!(l, Leftover::ThirdParty(k, _) if k.kind == "HTTPRoute"))
         );
         // A facade gateway syncing its key with the CSI driver, whose paths are all taken.
         let mut spec = crate::validate::tests::facade_spec();
@@ -269,6 +298,7 @@ mod tests {
             leftovers(&gw, &o),
             [
                 Leftover::Ingress("weather-gateway".into()),
+                Leftover::ThirdParty(http_route::HTTP_ROUTE, "weather-gateway".into()),
                 Leftover::ThirdParty(EXTERNAL_SECRET, "weather-gateway".into()),
             ]
         );
