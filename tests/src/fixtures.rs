@@ -239,6 +239,9 @@ pub struct EntraLike {
     pub tenant_id: Option<String>,
     /// The user logins are made as (default `test-user`); see also [`Idp::set_subject`].
     pub subject: Option<String>,
+    /// Listen on this address of this machine's own over https, with `dir/leaf.pem` signed by
+    /// the private CA `dir/ca.pem` ([`crate::tls::make_certificates_for`]).
+    pub https: Option<(String, std::path::PathBuf)>,
 }
 
 impl Idp {
@@ -309,7 +312,16 @@ impl Idp {
         if let Some(subject) = &options.subject {
             c.args(["--subject", subject]);
         }
-        Self::spawn(c)
+        if let Some((host, dir)) = &options.https {
+            c.args(["--host", host])
+                .arg("--tls-cert")
+                .arg(dir.join("leaf.pem"))
+                .arg("--tls-key")
+                .arg(dir.join("leaf.key"));
+        }
+        let mut idp = Self::spawn(c)?;
+        idp.ca_file = options.https.as_ref().map(|(_, dir)| dir.join("ca.pem"));
+        Ok(idp)
     }
 
     fn spawn(command: Command) -> anyhow::Result<Self> {
@@ -454,6 +466,17 @@ pub fn mcp_client_trusting(
 pub fn mcp_oauth_client(args: &[&str]) -> anyhow::Result<(bool, Value, String)> {
     let mut c = node_command("mcp-oauth-client.mjs");
     c.args(args);
+    run_client(c)
+}
+
+/// [`mcp_oauth_client`] (and its headless browser) trusting the CA certificates in `ca_file`
+/// besides Node's own.
+pub fn mcp_oauth_client_trusting(
+    ca_file: &std::path::Path,
+    args: &[&str],
+) -> anyhow::Result<(bool, Value, String)> {
+    let mut c = node_command("mcp-oauth-client.mjs");
+    c.env("NODE_EXTRA_CA_CERTS", ca_file).args(args);
     run_client(c)
 }
 

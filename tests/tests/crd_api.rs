@@ -65,6 +65,10 @@ fn with(mut spec: Value, path: &str, value: Value) -> Value {
 async fn crd_is_established_and_examples_apply() {
     let cluster = Cluster::shared().expect("local control plane");
     cluster.install_crd().expect("CRD installs");
+    // The Gateway API examples hold Gateways too: validated by the real CRDs.
+    cluster
+        .install_gateway_api_crds()
+        .expect("Gateway API CRDs install");
     let client = cluster.client().await.unwrap();
 
     let examples = std::fs::read_dir(workspace_root().join("examples")).unwrap();

@@ -770,19 +770,9 @@ spec:
     // Legacy SSE through the route, held open past Traefik's 60 s read timeout: the
     // gateway's keep-alives (every 5 s here) keep it alive, and a call still answers on it.
     let http = https_client(&a);
-    let token = a.idp.token(&a.url, "mcp:tools", "RS256").unwrap();
-    let sse_url = a.url.trim_end_matches("/mcp").to_string() + "/sse";
-    let mut stream = http
-        .get(&sse_url)
-        .bearer_auth(&token)
-        .header("accept", "text/event-stream")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(stream.status(), 200);
-    let mut seen = String::new();
+    let (mut stream, token, endpoint) = open_sse(&a).await;
     let started = std::time::Instant::now();
-    let mut endpoint = None;
+    let mut seen = String::new();
     let mut keep_alives = 0;
     while started.elapsed() < std::time::Duration::from_secs(65) {
         let chunk = tokio::time::timeout(std::time::Duration::from_secs(15), stream.chunk())
@@ -793,23 +783,11 @@ spec:
         let text = String::from_utf8_lossy(&chunk).to_string();
         keep_alives += text.matches(": keep-alive").count();
         seen.push_str(&text);
-        if endpoint.is_none()
-            && let Some(line) = seen.lines().find_map(|l| l.strip_prefix("data: "))
-            && seen.contains("event: endpoint")
-        {
-            endpoint = Some(line.trim().to_string());
-        }
     }
     assert!(
         keep_alives >= 10,
         "{keep_alives} keep-alives in 65 s: {seen}"
     );
-    let endpoint = endpoint.expect("an endpoint event");
-    let endpoint = if endpoint.starts_with('/') {
-        format!("https://{PUBLIC_HOST}{endpoint}")
-    } else {
-        endpoint
-    };
     assert!(
         !endpoint.contains(&a.key) && !endpoint.contains("code="),
         "{endpoint}"
@@ -833,4 +811,247 @@ spec:
         answer.push_str(&String::from_utf8_lossy(&chunk));
     }
     assert!(!traefik.logs().contains(&token), "traefik logged the token");
+}
+
+/// Opens a legacy SSE stream to `gw` with a token; returns it once its endpoint event came,
+/// with the token and the endpoint's absolute URL.
+async fn open_sse(gw: &PublicGateway) -> (reqwest::Response, String, String) {
+    let http = https_client(gw);
+    let token = gw.idp.token(&gw.url, "mcp:tools", "RS256").unwrap();
+    let sse_url = gw.url.trim_end_matches("/mcp").to_string() + "/sse";
+    let mut stream = http
+        .get(&sse_url)
+        .bearer_auth(&token)
+        .header("accept", "text/event-stream")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
+    let mut seen = String::new();
+    let endpoint = loop {
+        if let Some(event) = seen
+            .split("\n\n")
+            .find(|e| e.contains("event: endpoint") && seen.contains(&format!("{e}\n\n")))
+            && let Some(data) = event.lines().find_map(|l| l.strip_prefix("data: "))
+        {
+            break data.trim().to_string();
+        }
+        let chunk = tokio::time::timeout(std::time::Duration::from_secs(15), stream.chunk())
+            .await
+            .expect("no endpoint event within 15 s")
+            .unwrap()
+            .expect("the stream ended before its endpoint event");
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    };
+    let endpoint = if endpoint.starts_with('/') {
+        format!("https://{PUBLIC_HOST}{endpoint}")
+    } else {
+        endpoint
+    };
+    (stream, token, endpoint)
+}
+
+#[tokio::test]
+async fn a_pod_killed_mid_stream_is_replaced_and_new_requests_succeed() {
+    let node = Node::shared().expect("a real node (scripts/local-cluster start --node)");
+    let gw = PublicGateway::deploy(&node, "killed", 1).await;
+    let traefik = node.traefik().unwrap();
+    eventually(60, "a tool call through Traefik", || async {
+        gw.call("before the kill")
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", traefik.logs()));
+    let (mut stream, _, _) = open_sse(&gw).await;
+    let before = pod_names(&node.pods("killed", SIDECAR_PODS).unwrap());
+
+    // The pod is killed under the open stream: deleted at once, no grace.
+    node.kubectl(
+        &[
+            "delete",
+            "pod",
+            &before[0],
+            "-n",
+            "killed",
+            "--grace-period=0",
+            "--force",
+        ],
+        None,
+    )
+    .unwrap();
+    // The client learns: the stream ends (or fails) instead of hanging.
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        loop {
+            match stream.chunk().await {
+                Ok(Some(_)) => continue,
+                Ok(None) | Err(_) => return,
+            }
+        }
+    })
+    .await;
+    assert!(
+        ended.is_ok(),
+        "the stream stayed open 30 s after its pod was killed"
+    );
+
+    // A new pod replaces it, and new requests through the same URL succeed.
+    let after = Gateway::wait_ready_in(&node, "killed", 1).await;
+    assert_ne!(pod_names(&after), before, "the pod was not replaced");
+    eventually(60, "a tool call after the kill", || async {
+        gw.call("after the kill")
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", traefik.logs()));
+    let _ = open_sse(&gw).await;
+}
+
+#[tokio::test]
+async fn the_facade_signs_a_user_in_across_two_replicas_through_traefik() {
+    let node = Node::shared().expect("a real node (scripts/local-cluster start --node)");
+    node.ensure_operator().await.expect("the operator pod");
+    let traefik = node.traefik().unwrap();
+    let ns = "facade";
+    let dir = TempDir::new("real-node-facade");
+    let key = format!("SYSKEY-{ns}-{}", std::process::id());
+    let key_file = dir.path().join("key");
+    std::fs::write(&key_file, &key).unwrap();
+    let standin = Standin::start_on(&key_file, 0, &["--host".into(), node.ip.clone()])
+        .expect("functions stand-in on the bridge IP");
+    let idp_dir = dir.path().join("idp");
+    std::fs::create_dir_all(&idp_dir).unwrap();
+    tls::make_certificates_for(&idp_dir, &format!("IP:{}", node.ip));
+    let url = format!("https://{PUBLIC_HOST}/{ns}/mcp");
+    // An Entra-like IdP (no DCR, no resource parameter) behind a private CA, with the
+    // gateway's app registration for the public callback.
+    let idp = fixtures::Idp::start_entra_like(&fixtures::EntraLike {
+        redirect_uris: vec![format!("https://{PUBLIC_HOST}/{ns}/oauth/callback")],
+        https: Some((node.ip.clone(), idp_dir.clone())),
+        ..Default::default()
+    })
+    .expect("an Entra-like IdP on the bridge");
+    let read = |p: std::path::PathBuf| std::fs::read_to_string(p).unwrap();
+    let client_ca = dir.path().join("client-ca.pem");
+    std::fs::write(
+        &client_ca,
+        read(idp_dir.join("ca.pem")) + &read(ingress_certificate().join("ca.pem")),
+    )
+    .unwrap();
+    let manifest = format!(
+        r#"apiVersion: v1
+kind: Namespace
+metadata:
+  name: {ns}
+---
+{secret}---
+{tls_secret}---
+apiVersion: v1
+kind: Secret
+metadata:
+  name: entra-app
+  namespace: {ns}
+stringData:
+  client-secret: {client_secret}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: idp-ca
+  namespace: {ns}
+data:
+  ca.crt: |
+    {ca}
+---
+apiVersion: mcpgateway.dev/v1alpha1
+kind: McpGateway
+metadata:
+  name: weather
+  namespace: {ns}
+spec:
+  replicas: 2
+  upstream:
+    url: {upstream}
+    allowInsecureUpstream: true
+  systemKey:
+    secretRef:
+      name: weather-fn-keys
+  auth:
+    mode: AuthorizationServer
+    authorizationServer:
+      idp:
+        issuer: {issuer}
+        clientId: {client_id}
+        clientSecretRef:
+          name: entra-app
+        preset: Entra
+      scopes: [mcp.tools]
+      allowedTenants: [{tenant}]
+  trustedCA:
+    configMapRef:
+      name: idp-ca
+  resources:
+    requests: {{cpu: 10m, memory: 32Mi}}
+    limits: {{memory: 128Mi}}
+  route:
+    host: {PUBLIC_HOST}
+    pathPrefix: /{ns}
+    ingressClassName: {INGRESS_CLASS}
+    tls:
+      secretName: public-tls
+"#,
+        secret = secret_manifest(ns, &key),
+        tls_secret = ingress_tls_secret(ns, "public-tls"),
+        client_secret = fixtures::ENTRA_GATEWAY_CLIENT_SECRET,
+        ca = read(idp_dir.join("ca.pem")).replace('\n', "\n    "),
+        upstream = standin.url,
+        issuer = idp.issuer,
+        client_id = fixtures::ENTRA_GATEWAY_CLIENT_ID,
+        tenant = fixtures::ENTRA_TENANT_ID,
+    );
+    node.kubectl(&["apply", "-f", "-"], Some(&manifest))
+        .unwrap();
+    let pods = Gateway::wait_ready_in(&node, ns, 2).await;
+
+    // The SDK's whole sign-in (DCR, authorize, consent, the IdP, callback, token, refresh)
+    // through Traefik, which spreads its requests over both replicas: they share no state
+    // but their keys.
+    let out = eventually(90, "an OAuth sign-in through the facade", || async {
+        let (ok, out, raw) = fixtures::mcp_oauth_client_trusting(
+            &client_ca,
+            &[
+                "--url",
+                &url,
+                "--call",
+                "echo",
+                "--args",
+                r#"{"message":"signed in on a node"}"#,
+            ],
+        )
+        .map_err(|e| e.to_string())?;
+        if ok { Ok(out) } else { Err(raw) }
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}\n{}", node.describe(ns), traefik.logs()));
+    assert_eq!(out["registered"], "dcr", "{out}");
+    assert!(
+        out["result"].to_string().contains("signed in on a node"),
+        "{out}"
+    );
+    assert_eq!(out["refreshed"], true, "{out}");
+    for pod in pod_names(&pods) {
+        let logs = node.kubectl(&["logs", "-n", ns, &pod], None).unwrap();
+        assert!(
+            logs.contains(r#""message":"request""#),
+            "replica {pod} served none of the sign-in:\n{logs}"
+        );
+        assert!(!logs.contains(&key), "{pod} logged the key");
+        assert!(
+            !logs.contains(fixtures::ENTRA_GATEWAY_CLIENT_SECRET),
+            "{pod} logged the client secret"
+        );
+        assert!(!logs.contains("eyJ"), "{pod} logged a token");
+    }
+    let requests = standin.requests().await.unwrap();
+    assert!(
+        requests.iter().all(|r| r["hasAuthorization"] == false),
+        "{requests:?}"
+    );
 }
