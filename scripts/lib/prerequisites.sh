@@ -16,7 +16,7 @@ ensure_node() {
         # Its ingress controller and Gateway API implementation: minutes once, then cached.
         scripts/local-cluster traefik-build >&2
     else
-        echo "[prerequisites] not root: the real-node tests (tests/tests/real_node.rs) will fail" >&2
+        echo "[prerequisites] not root, so no real node: the real-node tests (tests/tests/real_node.rs) fail and the demo takes its process-based path" >&2
     fi
 }
 

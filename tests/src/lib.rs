@@ -8,6 +8,7 @@ pub mod fixtures;
 pub mod node;
 pub mod operator;
 pub mod process;
+pub mod public_gateway;
 pub mod round_robin;
 pub mod sidecar;
 pub mod stack;

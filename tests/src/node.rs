@@ -20,6 +20,8 @@ use crate::workspace_root;
 pub const RELEASE: &str = "mcp-gateway";
 pub const RELEASE_NAMESPACE: &str = "mcp-gateway-system";
 pub const OPERATOR_SELECTOR: &str = "app.kubernetes.io/instance=mcp-gateway";
+/// Every gateway's sidecar pods.
+pub const SIDECAR_PODS: &str = "app.kubernetes.io/name=mcp-gateway-sidecar";
 
 pub struct Node {
     /// Started on first use ([`Node::traefik`]); dropped before the cluster stops.
@@ -216,6 +218,43 @@ impl Node {
             None,
         );
         format!("{pods}\n--- events ---\n{events}\n--- logs ---\n{logs}")
+    }
+}
+
+impl Node {
+    /// Waits until the McpGateway `weather` of `ns` is Ready=True (which follows the real
+    /// Deployment's status) with `replicas` sidecar pods Running and Ready and no others;
+    /// returns the pods. The error holds what to look at.
+    pub async fn wait_gateway_ready(&self, ns: &str, replicas: u32) -> anyhow::Result<Vec<Value>> {
+        crate::eventually(180, "the McpGateway is Ready=True", || async {
+            let out = self
+                .kubectl(
+                    &["get", "mcpgateway", "weather", "-n", ns, "-o", "json"],
+                    None,
+                )
+                .map_err(|e| e.to_string())?;
+            let gw: Value = serde_json::from_str(&out).map_err(|e| e.to_string())?;
+            let ready = gw["status"]["conditions"]
+                .as_array()
+                .and_then(|c| c.iter().find(|c| c["type"] == "Ready").cloned());
+            match ready {
+                Some(c) if c["status"] == "True" => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        })
+        .await
+        .with_context(|| self.describe(ns))?;
+        crate::eventually(120, "every sidecar pod Ready, no old ones left", || async {
+            let pods = self.pods(ns, SIDECAR_PODS).map_err(|e| e.to_string())?;
+            let ready = pods.iter().filter(|p| pod_ready(p)).count();
+            if pods.len() == replicas as usize && ready == pods.len() {
+                Ok(pods)
+            } else {
+                Err(format!("{ready} of {} pods ready", pods.len()))
+            }
+        })
+        .await
+        .with_context(|| self.describe(ns))
     }
 }
 

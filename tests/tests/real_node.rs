@@ -9,29 +9,15 @@
 //! Each test has a namespace, a gateway (on a host of its own: one host and path belong to
 //! one gateway) and a stand-in of its own on the shared node.
 
-use base64::Engine;
 use mcp_gateway_tests::fixtures::{self, Standin};
-use mcp_gateway_tests::node::{self, Node, OPERATOR_SELECTOR, RELEASE_NAMESPACE};
+use mcp_gateway_tests::node::{self, Node, OPERATOR_SELECTOR, RELEASE_NAMESPACE, SIDECAR_PODS};
+use mcp_gateway_tests::public_gateway::{
+    PublicGateway, Publish, https_client, ingress_certificate, ingress_tls_secret, secret_manifest,
+};
 use mcp_gateway_tests::tls;
 use mcp_gateway_tests::traefik::{GATEWAY_CLASS, HTTPS_PORT, INGRESS_CLASS, PUBLIC_HOST};
 use mcp_gateway_tests::{TempDir, eventually};
 use serde_json::Value;
-
-const SIDECAR_PODS: &str = "app.kubernetes.io/name=mcp-gateway-sidecar";
-
-fn secret_manifest(namespace: &str, key: &str) -> String {
-    let key_b64 = base64::engine::general_purpose::STANDARD.encode(key);
-    format!(
-        r#"apiVersion: v1
-kind: Secret
-metadata:
-  name: weather-fn-keys
-  namespace: {namespace}
-data:
-  mcp_extension: {key_b64}
-"#
-    )
-}
 
 fn gateway_manifest(namespace: &str, upstream: &str, replicas: u32, cpu: &str) -> String {
     format!(
@@ -109,40 +95,9 @@ impl Gateway {
     /// Ready=True (which follows the real Deployment's status) with `replicas` sidecar pods
     /// Running and Ready, and no others; returns the pods.
     async fn wait_ready(&self, node: &Node, replicas: u32) -> Vec<Value> {
-        Self::wait_ready_in(node, &self.namespace, replicas).await
-    }
-
-    /// [`Gateway::wait_ready`] for the gateway `weather` of `ns`.
-    async fn wait_ready_in(node: &Node, ns: &str, replicas: u32) -> Vec<Value> {
-        eventually(180, "the McpGateway is Ready=True", || async {
-            let out = node
-                .kubectl(
-                    &["get", "mcpgateway", "weather", "-n", ns, "-o", "json"],
-                    None,
-                )
-                .map_err(|e| e.to_string())?;
-            let gw: Value = serde_json::from_str(&out).map_err(|e| e.to_string())?;
-            let ready = gw["status"]["conditions"]
-                .as_array()
-                .and_then(|c| c.iter().find(|c| c["type"] == "Ready").cloned());
-            match ready {
-                Some(c) if c["status"] == "True" => Ok(()),
-                other => Err(format!("{other:?}")),
-            }
-        })
-        .await
-        .unwrap_or_else(|e| panic!("{e}\n{}", node.describe(ns)));
-        eventually(120, "every sidecar pod Ready, no old ones left", || async {
-            let pods = node.pods(ns, SIDECAR_PODS).map_err(|e| e.to_string())?;
-            let ready = pods.iter().filter(|p| node::pod_ready(p)).count();
-            if pods.len() == replicas as usize && ready == pods.len() {
-                Ok(pods)
-            } else {
-                Err(format!("{ready} of {} pods ready", pods.len()))
-            }
-        })
-        .await
-        .unwrap_or_else(|e| panic!("{e}\n{}", node.describe(ns)))
+        node.wait_gateway_ready(&self.namespace, replicas)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// The Service's ClusterIP:port.
@@ -366,216 +321,12 @@ async fn a_spec_change_rolls_the_pods_and_two_replicas_serve_behind_the_service(
     }
 }
 
-/// A gateway the way users publish one: Oidc with an issuer behind a private CA
-/// (`trustedCA`), an Ingress of Traefik's class with TLS from a Secret, on `localhost` (so
-/// its public URL is exactly what clients on this machine use). Each test has its own path
-/// prefix on that host.
-struct PublicGateway {
-    namespace: String,
-    url: String,
-    standin: Standin,
-    idp: fixtures::Idp,
-    key: String,
-    /// The ingress's and the IdP's CAs, for clients.
-    client_ca: std::path::PathBuf,
-    _dir: TempDir,
-}
-
-/// How a [`PublicGateway`] is published.
-enum Publish {
-    /// An Ingress of Traefik's class, TLS from the route's Secret.
-    Ingress,
-    /// An HTTPRoute attached to the Gateway `namespace/name` (TLS is its listener's).
-    Gateway { namespace: String, name: String },
-}
-
-/// The certificate for `localhost` every ingress and Gateway listener of this process
-/// serves (one CA, so a client trusts all of them), made once.
-fn ingress_certificate() -> &'static std::path::Path {
-    static DIR: std::sync::OnceLock<TempDir> = std::sync::OnceLock::new();
-    DIR.get_or_init(|| {
-        let dir = TempDir::new("real-node-ingress");
-        tls::make_certificates_for(dir.path(), &format!("DNS:{PUBLIC_HOST}"));
-        dir
-    })
-    .path()
-}
-
-/// A `kubernetes.io/tls` Secret `name` in `namespace` with [`ingress_certificate`].
-fn ingress_tls_secret(namespace: &str, name: &str) -> String {
-    let b64 = |file: &str| {
-        base64::engine::general_purpose::STANDARD
-            .encode(std::fs::read(ingress_certificate().join(file)).unwrap())
-    };
-    format!(
-        r#"apiVersion: v1
-kind: Secret
-metadata:
-  name: {name}
-  namespace: {namespace}
-type: kubernetes.io/tls
-data:
-  tls.crt: {crt}
-  tls.key: {key}
-"#,
-        crt = b64("leaf.pem"),
-        key = b64("leaf.key"),
-    )
-}
-
-impl PublicGateway {
-    async fn deploy(node: &Node, namespace: &str, replicas: u32) -> PublicGateway {
-        Self::deploy_with(node, namespace, replicas, Publish::Ingress).await
-    }
-
-    async fn deploy_with(
-        node: &Node,
-        namespace: &str,
-        replicas: u32,
-        publish: Publish,
-    ) -> PublicGateway {
-        node.ensure_operator().await.expect("the operator pod");
-        node.traefik().expect("traefik on the node");
-        let dir = TempDir::new("real-node-public");
-        let key = format!("SYSKEY-{namespace}-{}", std::process::id());
-        let key_file = dir.path().join("key");
-        std::fs::write(&key_file, &key).unwrap();
-        let standin = Standin::start_on(&key_file, 0, &["--host".into(), node.ip.clone()])
-            .expect("functions stand-in on the bridge IP");
-        // Two private CAs: the IdP's (which the pods trust through trustedCA) and the
-        // ingress certificate's (which only the clients trust).
-        let idp_dir = dir.path().join("idp");
-        std::fs::create_dir_all(&idp_dir).unwrap();
-        tls::make_certificates_for(&idp_dir, &format!("IP:{}", node.ip));
-        let ingress_dir = ingress_certificate();
-        let idp = fixtures::Idp::start_https(&node.ip, &idp_dir).expect("https IdP on the bridge");
-        let client_ca = dir.path().join("client-ca.pem");
-        let read = |p: std::path::PathBuf| std::fs::read_to_string(p).unwrap();
-        std::fs::write(
-            &client_ca,
-            read(idp_dir.join("ca.pem")) + &read(ingress_dir.join("ca.pem")),
-        )
-        .unwrap();
-        let url = format!("https://{PUBLIC_HOST}/{namespace}/mcp");
-        let publish_as = match &publish {
-            Publish::Ingress => {
-                format!("ingressClassName: {INGRESS_CLASS}\n    tls:\n      secretName: public-tls")
-            }
-            Publish::Gateway { namespace, name } => {
-                format!("gatewayRef:\n      name: {name}\n      namespace: {namespace}")
-            }
-        };
-        let indent = |pem: String| pem.replace('\n', "\n    ");
-        let manifest = format!(
-            r#"apiVersion: v1
-kind: Namespace
-metadata:
-  name: {namespace}
----
-{secret}---
-{tls_secret}---
-apiVersion: v1
-kind: ConfigMap
-metadata:
-  name: idp-ca
-  namespace: {namespace}
-data:
-  ca.crt: |
-    {ca}
----
-apiVersion: mcpgateway.dev/v1alpha1
-kind: McpGateway
-metadata:
-  name: weather
-  namespace: {namespace}
-spec:
-  replicas: {replicas}
-  upstream:
-    url: {upstream}
-    allowInsecureUpstream: true
-  systemKey:
-    secretRef:
-      name: weather-fn-keys
-  auth:
-    mode: Oidc
-    oidc:
-      issuer: {issuer}
-      audiences: ["{url}"]
-      requiredScopes: ["mcp:tools"]
-  trustedCA:
-    configMapRef:
-      name: idp-ca
-  resources:
-    requests: {{cpu: 10m, memory: 32Mi}}
-    limits: {{memory: 128Mi}}
-  route:
-    host: {PUBLIC_HOST}
-    pathPrefix: /{namespace}
-    keepAliveSeconds: 5
-    {publish_as}
-"#,
-            secret = secret_manifest(namespace, &key),
-            tls_secret = ingress_tls_secret(namespace, "public-tls"),
-            ca = indent(read(idp_dir.join("ca.pem"))),
-            upstream = standin.url,
-            issuer = idp.issuer,
-        );
-        node.kubectl(&["apply", "-f", "-"], Some(&manifest))
-            .expect("kubectl apply the public gateway");
-        let gw = PublicGateway {
-            namespace: namespace.into(),
-            url,
-            standin,
-            idp,
-            key,
-            client_ca,
-            _dir: dir,
-        };
-        let probe = Gateway::wait_ready_in(node, namespace, replicas).await;
-        assert_eq!(probe.len(), replicas as usize);
-        gw
-    }
-
-    /// The TypeScript SDK client through Traefik at the public URL: the SDK's own OAuth
-    /// discovery (401 → resource metadata → the IdP's metadata → client_credentials with the
-    /// resource indicator), then the echo tool.
-    fn call(&self, message: &str) -> Result<Value, String> {
-        let args = format!(r#"{{"message":"{message}"}}"#);
-        let (ok, out, raw) = fixtures::mcp_client_trusting(
-            &self.client_ca,
-            &[
-                "--url",
-                &self.url,
-                "--transport",
-                "streamable",
-                "--oauth-client-credentials",
-                "--client-id",
-                fixtures::CLIENT_ID,
-                "--client-secret",
-                fixtures::CLIENT_SECRET,
-                "--scope",
-                "mcp:tools",
-                "--expected-issuer",
-                &self.idp.issuer,
-                "--call",
-                "echo",
-                "--args",
-                &args,
-            ],
-        )
-        .map_err(|e| e.to_string())?;
-        if ok && out["result"].to_string().contains(message) {
-            Ok(out)
-        } else {
-            Err(format!("MCP client via {}: {raw}", self.url))
-        }
-    }
-}
-
 #[tokio::test]
 async fn a_client_with_a_real_token_reaches_the_tool_through_traefik_over_https() {
     let node = Node::shared().expect("a real node (scripts/local-cluster start --node)");
-    let gw = PublicGateway::deploy(&node, "public", 1).await;
+    let gw = PublicGateway::deploy(&node, "public", 1)
+        .await
+        .expect("a public gateway");
     let traefik = node.traefik().unwrap();
 
     let status = node
@@ -694,17 +445,6 @@ fn route_accepted(node: &Node, namespace: &str) -> Option<(String, String)> {
     Some((c["status"].as_str()?.into(), c["reason"].as_str()?.into()))
 }
 
-/// An https client trusting the gateway's client CA (the ingress's and its IdP's).
-fn https_client(gw: &PublicGateway) -> reqwest::Client {
-    let mut builder = reqwest::Client::builder();
-    for cert in
-        reqwest::Certificate::from_pem_bundle(&std::fs::read(&gw.client_ca).unwrap()).unwrap()
-    {
-        builder = builder.add_root_certificate(cert);
-    }
-    builder.build().unwrap()
-}
-
 #[tokio::test]
 async fn two_gateways_on_one_host_serve_through_one_gateway_api_gateway_and_sse_outlives_its_timeouts()
  {
@@ -741,8 +481,12 @@ spec:
         namespace: infra.into(),
         name: "public".into(),
     };
-    let a = PublicGateway::deploy_with(&node, "gwapi-a", 1, publish()).await;
-    let b = PublicGateway::deploy_with(&node, "gwapi-b", 1, publish()).await;
+    let a = PublicGateway::deploy_with(&node, "gwapi-a", 1, publish())
+        .await
+        .expect("a public gateway");
+    let b = PublicGateway::deploy_with(&node, "gwapi-b", 1, publish())
+        .await
+        .expect("a public gateway");
 
     for gw in [&a, &b] {
         // Traefik's verdict on the route, read back by the operator.
@@ -854,7 +598,9 @@ async fn open_sse(gw: &PublicGateway) -> (reqwest::Response, String, String) {
 #[tokio::test]
 async fn a_pod_killed_mid_stream_is_replaced_and_new_requests_succeed() {
     let node = Node::shared().expect("a real node (scripts/local-cluster start --node)");
-    let gw = PublicGateway::deploy(&node, "killed", 1).await;
+    let gw = PublicGateway::deploy(&node, "killed", 1)
+        .await
+        .expect("a public gateway");
     let traefik = node.traefik().unwrap();
     eventually(60, "a tool call through Traefik", || async {
         gw.call("before the kill")
@@ -894,7 +640,10 @@ async fn a_pod_killed_mid_stream_is_replaced_and_new_requests_succeed() {
     );
 
     // A new pod replaces it, and new requests through the same URL succeed.
-    let after = Gateway::wait_ready_in(&node, "killed", 1).await;
+    let after = node
+        .wait_gateway_ready("killed", 1)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_ne!(pod_names(&after), before, "the pod was not replaced");
     eventually(60, "a tool call after the kill", || async {
         gw.call("after the kill")
@@ -1008,7 +757,10 @@ spec:
     );
     node.kubectl(&["apply", "-f", "-"], Some(&manifest))
         .unwrap();
-    let pods = Gateway::wait_ready_in(&node, ns, 2).await;
+    let pods = node
+        .wait_gateway_ready(ns, 2)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
 
     // The SDK's whole sign-in (DCR, authorize, consent, the IdP, callback, token, refresh)
     // through Traefik, which spreads its requests over both replicas: they share no state
