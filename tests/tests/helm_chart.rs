@@ -74,6 +74,64 @@ fn chart_lints_clean_and_its_schema_rejects_bad_values() {
     assert!(!ok, "a snippet must not be allowed: {out}");
 }
 
+/// The gateways' PodMonitor selects exactly the pods the operator renders, on the port their
+/// metrics are served on.
+#[test]
+fn the_pod_monitor_selects_the_gateway_pods_the_operator_renders() {
+    let mut c = helm();
+    c.args([
+        "template",
+        "t",
+        "charts/mcp-gateway",
+        "--set",
+        "metrics.podMonitor.enabled=true",
+        "--show-only",
+        "templates/podmonitor.yaml",
+    ]);
+    let (ok, out) = run(c);
+    assert!(ok, "{out}");
+    let monitor: serde_json::Value = serde_yaml::from_str(&out).unwrap();
+    assert_eq!(monitor["kind"], "PodMonitor");
+    assert_eq!(monitor["spec"]["namespaceSelector"]["any"], true);
+    let gateway: mcp_gateway_crds::v1alpha1::McpGateway =
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "mcpgateway.dev/v1alpha1", "kind": "McpGateway",
+            "metadata": {"name": "weather", "namespace": "apps", "uid": "u"},
+            "spec": {
+                "upstream": {"url": "https://fn.azurewebsites.net"},
+                "systemKey": {"secretRef": {"name": "k"}},
+                "auth": {"mode": "Anonymous"},
+                "route": {"host": "mcp.example.com"},
+            }
+        }))
+        .unwrap();
+    let plan = mcp_gateway_operator::validate::validate(&gateway).unwrap();
+    let objects = mcp_gateway_operator::render::build(
+        &gateway,
+        &plan,
+        &Default::default(),
+        &mcp_gateway_operator::render::Defaults::new("img"),
+    );
+    let template = objects.deployment.spec.unwrap().template;
+    let labels = template.metadata.unwrap().labels.unwrap();
+    let selector = monitor["spec"]["selector"]["matchLabels"]
+        .as_object()
+        .unwrap();
+    for (key, value) in selector {
+        assert_eq!(labels.get(key).map(String::as_str), value.as_str(), "{key}");
+    }
+    let ports: Vec<String> = template.spec.unwrap().containers[0]
+        .ports
+        .iter()
+        .flatten()
+        .filter_map(|p| p.name.clone())
+        .collect();
+    let port = monitor["spec"]["podMetricsEndpoints"][0]["port"]
+        .as_str()
+        .unwrap();
+    assert!(ports.iter().any(|p| p == port), "{port} not in {ports:?}");
+}
+
 /// The chart's default allow-list is the operator's own, so installing with defaults and
 /// running the binary bare behave alike.
 #[test]

@@ -897,6 +897,24 @@ async fn the_older_gateway_keeps_a_contested_route_across_namespaces() {
     assert!(!operator.logs().contains("SYSKEY"));
 }
 
+/// An operator that looks at pending gateways again every second, and the key Secret
+/// `fn-keys` its gateways name.
+async fn quick_operator(cluster: &Cluster, client: &kube::Client, ns: &str) -> Operator {
+    Api::<Secret>::namespaced(client.clone(), ns)
+        .create(&PostParams::default(), &key_secret("fn-keys", KEY))
+        .await
+        .unwrap();
+    Operator::start(
+        &cluster.kubeconfig,
+        &[
+            "--leader-election=false",
+            "--key-status-interval-seconds",
+            "1",
+        ],
+    )
+    .expect("operator starts")
+}
+
 /// `trustedCA`: a missing bundle holds Ready back with its name; once it is there the pods
 /// mount it as `trustedCaFile` and carry its digest, so a new bundle rolls them.
 #[tokio::test]
@@ -905,23 +923,10 @@ async fn a_trusted_ca_bundle_is_mounted_and_a_new_one_rolls_the_pods() {
     cluster.install_crd().unwrap();
     let client = cluster.client().await.unwrap();
     let ns = TestNamespace::new(&client, "trust").await.unwrap();
-    let _operator = Operator::start(
-        &cluster.kubeconfig,
-        &[
-            "--leader-election=false",
-            "--key-status-interval-seconds",
-            "1",
-        ],
-    )
-    .expect("operator starts");
+    let _operator = quick_operator(&cluster, &client, &ns.name).await;
     let gateways: Api<McpGateway> = Api::namespaced(client.clone(), &ns.name);
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns.name);
     let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &ns.name);
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns.name);
-    secrets
-        .create(&PostParams::default(), &key_secret("fn-keys", KEY))
-        .await
-        .unwrap();
     let mut gw = gateway("private", "/private", "fn-keys");
     gw.spec.trusted_ca = Some(
         serde_json::from_value(json!({"configMapRef": {"name": "corp-ca", "key": "bundle.pem"}}))
@@ -1031,23 +1036,10 @@ async fn a_gateway_ref_becomes_an_http_route_whose_verdict_is_route_accepted() {
     cluster.install_crd().unwrap();
     let client = cluster.client().await.unwrap();
     let ns = TestNamespace::new(&client, "gwapi").await.unwrap();
-    let _operator = Operator::start(
-        &cluster.kubeconfig,
-        &[
-            "--leader-election=false",
-            "--key-status-interval-seconds",
-            "1",
-        ],
-    )
-    .expect("operator starts");
+    let _operator = quick_operator(&cluster, &client, &ns.name).await;
     let gateways: Api<McpGateway> = Api::namespaced(client.clone(), &ns.name);
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns.name);
     let ingresses: Api<Ingress> = Api::namespaced(client.clone(), &ns.name);
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns.name);
-    secrets
-        .create(&PostParams::default(), &key_secret("fn-keys", KEY))
-        .await
-        .unwrap();
     let mut gw = gateway("routed", "/routed", "fn-keys");
     gw.spec.route.tls = None;
     gw.spec.route.gateway_ref = Some(
