@@ -1169,6 +1169,31 @@ async fn a_gateway_ref_becomes_an_http_route_whose_verdict_is_route_accepted() {
     })
     .await;
 
+    // A younger gateway on the same host and prefix, also through the Gateway: the older
+    // keeps the paths, the younger's route gets none of them (so none at all).
+    let mut late = gateway("late", "/routed", "fn-keys");
+    late.spec.route.tls = None;
+    late.spec.route.gateway_ref = gw.spec.route.gateway_ref.clone();
+    gateways
+        .create(&PostParams::default(), &late)
+        .await
+        .unwrap();
+    eventually(30, "the younger gateway's paths are claimed", || async {
+        let late = gateways.get("late").await.map_err(|e| e.to_string())?;
+        match condition(&late, "RouteConflict") {
+            Some((s, r, _)) if s == "True" && r == "PathsClaimed" => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    assert!(
+        routes.get_opt("late-gateway").await.unwrap().is_none(),
+        "a route for paths another gateway owns"
+    );
+    let kept = routes.get("routed-gateway").await.unwrap();
+    assert!(kept.data.to_string().contains("/routed/mcp"));
+    gateways.delete("late", &Default::default()).await.unwrap();
+
     // Back to an Ingress: the HTTPRoute goes, the Ingress comes.
     gateways
         .patch(
