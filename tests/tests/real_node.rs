@@ -555,6 +555,42 @@ spec:
         answer.push_str(&String::from_utf8_lossy(&chunk));
     }
     assert!(!traefik.logs().contains(&token), "traefik logged the token");
+
+    // The second gateway moves to the host's root: its resource metadata is then at both the
+    // path-inserted and the root well-known URL, both routed through the Gateway.
+    node.kubectl(
+        &[
+            "patch",
+            "mcpgateway",
+            "weather",
+            "-n",
+            &b.namespace,
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"route":{"pathPrefix":"/"}}}"#,
+        ],
+        None,
+    )
+    .unwrap();
+    let http = https_client(&b);
+    let root_resource = format!("https://{PUBLIC_HOST}/mcp");
+    for path in [
+        "/.well-known/oauth-protected-resource",
+        "/.well-known/oauth-protected-resource/mcp",
+    ] {
+        let url = format!("https://{PUBLIC_HOST}{path}");
+        eventually(120, "the root metadata through the HTTPRoute", || async {
+            let answer = http.get(&url).send().await.map_err(|e| e.to_string())?;
+            let doc: Value = answer.json().await.map_err(|e| e.to_string())?;
+            if doc["resource"] == root_resource.as_str() {
+                Ok(())
+            } else {
+                Err(format!("{url}: {doc}"))
+            }
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", traefik.logs()));
+    }
 }
 
 /// Opens a legacy SSE stream to `gw` with a token; returns it once its endpoint event came,
