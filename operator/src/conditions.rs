@@ -518,6 +518,11 @@ fn route_accepted(
             "CrdNotInstalled",
             format!("the cluster has no HTTPRoute API: {install}"),
         ),
+        HttpRouteState::AllPathsClaimed => (
+            Status::False,
+            "AllPathsClaimed",
+            "older gateways on this host own every path of this gateway, so it has no HTTPRoute; see RouteConflict".to_string(),
+        ),
         HttpRouteState::Pending { gateway } => (
             Status::Unknown,
             "Pending",

@@ -2,6 +2,7 @@
 //! `status.parents` entry for the user's Gateway, turned into the McpGateway's
 //! `RouteAccepted` condition. Pure: the controller passes the route as stored.
 
+use kube::api::DynamicObject;
 use serde_json::Value;
 
 /// The state of the gateway's HTTPRoute, for the `RouteAccepted` condition.
@@ -11,6 +12,8 @@ pub enum HttpRouteState {
     NotUsed,
     /// The Gateway API CRDs are not served: nothing was applied.
     CrdMissing { install: String },
+    /// Older gateways on the host own every path: there is no route to accept.
+    AllPathsClaimed,
     /// Applied; no controller has written status for this parent yet.
     Pending { gateway: String },
     /// Accepted by the Gateway, with every backend resolved.
@@ -24,28 +27,42 @@ pub enum HttpRouteState {
     },
 }
 
-/// The state of `route` (the stored HTTPRoute) for the parent `parent` (its `parentRefs`
-/// entry: `name`, `namespace`, optional `sectionName`).
-pub fn state(route: &Value, parent: &Value) -> HttpRouteState {
-    let gateway = format!(
+/// `namespace/name` of the parent, for messages.
+fn gateway_name(parent: &Value) -> String {
+    format!(
         "{}/{}",
         parent["namespace"].as_str().unwrap_or_default(),
         parent["name"].as_str().unwrap_or_default()
-    );
-    let entry = route["status"]["parents"]
+    )
+}
+
+/// Before the route is applied (or when it could not be): nothing is known yet.
+pub fn pending(parent: &Value) -> HttpRouteState {
+    HttpRouteState::Pending {
+        gateway: gateway_name(parent),
+    }
+}
+
+/// The state of `route` (the HTTPRoute as stored) for the parent `parent` (its `parentRefs`
+/// entry: `name`, `namespace`, optional `sectionName`).
+pub fn state(route: &DynamicObject, parent: &Value) -> HttpRouteState {
+    let gateway = gateway_name(parent);
+    // A parentRef without a namespace means the route's own.
+    let own_namespace = route.metadata.namespace.as_deref().unwrap_or_default();
+    let entry = route.data["status"]["parents"]
         .as_array()
         .into_iter()
         .flatten()
         .find(|p| {
             let r = &p["parentRef"];
             r["name"] == parent["name"]
-                && (r["namespace"] == parent["namespace"] || r["namespace"].is_null())
+                && r["namespace"].as_str().unwrap_or(own_namespace) == parent["namespace"]
                 && r["sectionName"] == parent["sectionName"]
         });
     let Some(entry) = entry else {
         return HttpRouteState::Pending { gateway };
     };
-    let generation = route["metadata"]["generation"].as_i64();
+    let generation = route.metadata.generation;
     let condition = |type_: &str| {
         entry["conditions"]
             .as_array()
@@ -53,11 +70,9 @@ pub fn state(route: &Value, parent: &Value) -> HttpRouteState {
             .flatten()
             .find(|c| c["type"] == type_)
             // A condition about an older spec says nothing yet about this one.
-            .filter(|c| {
-                generation.is_none()
-                    || c["observedGeneration"]
-                        .as_i64()
-                        .is_none_or(|g| g >= generation.unwrap_or(0))
+            .filter(|c| match (generation, c["observedGeneration"].as_i64()) {
+                (Some(current), Some(observed)) => observed >= current,
+                _ => true,
             })
     };
     let refused = |c: &Value| HttpRouteState::Refused {
@@ -86,7 +101,7 @@ fn advice(condition: &Value, gateway: &str) -> String {
         "NoMatchingParent" => {
             format!("Gateway {gateway} has no such listener: fix route.gatewayRef.sectionName")
         }
-        "RefNotPermitted" | "BackendNotFound" | "InvalidKind" => {
+        "BackendNotFound" => {
             "the route's backend is the gateway's own Service: it may still be starting".into()
         }
         _ => String::new(),
@@ -107,13 +122,21 @@ mod tests {
         json!({"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "public", "namespace": "infra"})
     }
 
-    fn route(conditions: Value) -> Value {
-        json!({"metadata": {"generation": 2}, "status": {"parents": [
-            {"parentRef": {"name": "other", "namespace": "infra"}, "controllerName": "x",
-             "conditions": [{"type": "Accepted", "status": "True", "observedGeneration": 2}]},
-            {"parentRef": {"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "public", "namespace": "infra"},
-             "controllerName": "traefik.io/gateway-controller", "conditions": conditions},
-        ]}})
+    /// A route as the API server returns it (deserialized like the controller's), whose
+    /// status has an entry for another Gateway and one for ours with `conditions`.
+    fn route(conditions: Value) -> DynamicObject {
+        serde_json::from_value(json!({
+            "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+            "metadata": {"name": "weather-gateway", "namespace": "apps", "generation": 2},
+            "spec": {},
+            "status": {"parents": [
+                {"parentRef": {"name": "other", "namespace": "infra"}, "controllerName": "x",
+                 "conditions": [{"type": "Accepted", "status": "True", "observedGeneration": 2}]},
+                {"parentRef": {"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "public", "namespace": "infra"},
+                 "controllerName": "traefik.io/gateway-controller", "conditions": conditions},
+            ]}
+        }))
+        .unwrap()
     }
 
     #[test]
@@ -158,13 +181,19 @@ mod tests {
         assert!(
             matches!(state(&r, &parent()), HttpRouteState::Refused { reason, .. } if reason == "BackendNotFound")
         );
+        // An Accepted for generation 1 says nothing about generation 2 (found in review: the
+        // generation is in the object's metadata, not its data).
         let stale = route(json!([{"type": "Accepted", "status": "True", "observedGeneration": 1}]));
         assert!(matches!(
             state(&stale, &parent()),
             HttpRouteState::Pending { .. }
         ));
+        let none: DynamicObject = serde_json::from_value(json!({
+            "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+            "metadata": {"name": "r", "namespace": "apps", "generation": 1}}))
+        .unwrap();
         assert!(matches!(
-            state(&json!({}), &parent()),
+            state(&none, &parent()),
             HttpRouteState::Pending { .. }
         ));
         let mut section = parent();
@@ -173,5 +202,22 @@ mod tests {
             matches!(state(&r, &section), HttpRouteState::Pending { .. }),
             "another listener's status is not this one's"
         );
+    }
+
+    #[test]
+    fn a_status_entry_without_a_namespace_is_the_routes_own() {
+        let mut r = route(json!([{"type": "Accepted", "status": "True", "observedGeneration": 2}]));
+        r.data["status"]["parents"][1]["parentRef"]
+            .as_object_mut()
+            .unwrap()
+            .remove("namespace");
+        // Our Gateway is in infra, the route in apps: that entry is another Gateway's.
+        assert!(matches!(
+            state(&r, &parent()),
+            HttpRouteState::Pending { .. }
+        ));
+        let mut local = parent();
+        local["namespace"] = json!("apps");
+        assert!(matches!(state(&r, &local), HttpRouteState::Accepted { .. }));
     }
 }

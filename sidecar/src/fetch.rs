@@ -64,6 +64,32 @@ pub fn client(timeout: Duration, redirects: Redirects) -> reqwest::Client {
         .expect("an HTTP client with bundled roots and no extra CA always builds")
 }
 
+/// The CA certificates of `trustedCaFile` that can be trust anchors, and how many others it
+/// held. A system bundle (trust-manager's with the default CAs) can carry a certificate the
+/// TLS stack cannot use as an anchor; that one is skipped, not fatal. At least one must be
+/// usable.
+pub fn load_trusted_roots(path: &Path) -> Result<(Vec<reqwest::Certificate>, usize), String> {
+    use rustls::pki_types::{CertificateDer, pem::PemObject};
+    const SETTING: &str = "trustedCaFile";
+    let certs = CertificateDer::pem_file_iter(path)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| format!("cannot read {SETTING} {}: {e}", path.display()))?;
+    let total = certs.len();
+    let usable: Vec<reqwest::Certificate> = certs
+        .into_iter()
+        .filter(|der| rustls::RootCertStore::empty().add(der.clone()).is_ok())
+        .filter_map(|der| reqwest::Certificate::from_der(&der).ok())
+        .collect();
+    if usable.is_empty() {
+        return Err(format!(
+            "{SETTING} {} holds no PEM certificate usable as a CA ({total} found)",
+            path.display()
+        ));
+    }
+    let skipped = total - usable.len();
+    Ok((usable, skipped))
+}
+
 /// The CA certificates of a PEM file, for [`client_builder`]. `setting` names the config
 /// field, for the error.
 pub fn load_roots(path: &Path, setting: &str) -> Result<Vec<reqwest::Certificate>, String> {
@@ -236,5 +262,29 @@ pub(crate) mod tests {
         let error = read_json::<Tokens>(response, 1024).await.unwrap_err();
         assert!(matches!(error, ReadError::NotJson { .. }), "{error}");
         assert!(!error.to_string().contains("12345678"), "{error}");
+    }
+
+    /// A system-sized bundle with one certificate that cannot be an anchor: that one is
+    /// skipped, the rest trusted (found in review: one bad entry used to stop the sidecar).
+    #[test]
+    fn an_unusable_certificate_in_a_bundle_is_skipped_not_fatal() {
+        let system = std::fs::read_to_string("/etc/ssl/certs/ca-certificates.crt")
+            .expect("the system CA bundle (apt-get install ca-certificates)");
+        let dir = std::env::temp_dir().join(format!("mcpgw-trust-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("bundle.pem");
+        let garbage = "-----BEGIN CERTIFICATE-----\nAAECAwQFBgcICQ==\n-----END CERTIFICATE-----\n";
+        std::fs::write(&file, format!("{system}{garbage}")).unwrap();
+        let (usable, skipped) = load_trusted_roots(&file).unwrap();
+        assert_eq!(skipped, 1);
+        assert!(usable.len() > 50, "{}", usable.len());
+        // Every usable one builds into a client (reqwest refuses a bad root at build time).
+        client_builder(Duration::from_secs(1), Redirects::Never, &usable)
+            .build()
+            .unwrap();
+        std::fs::write(&file, garbage).unwrap();
+        let error = load_trusted_roots(&file).unwrap_err();
+        assert!(error.contains("no PEM certificate usable"), "{error}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

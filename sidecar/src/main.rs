@@ -78,7 +78,15 @@ fn describe(error: &anyhow::Error) -> String {
 async fn run(args: Args) -> anyhow::Result<()> {
     let config = Config::load(&args.config)?;
     if let Some(path) = &config.trusted_ca_file {
-        let roots = fetch::load_roots(path, "trustedCaFile").map_err(anyhow::Error::msg)?;
+        let (roots, skipped) = fetch::load_trusted_roots(path).map_err(anyhow::Error::msg)?;
+        if skipped > 0 {
+            tracing::warn!(
+                file = %path.display(),
+                trusted = roots.len(),
+                skipped,
+                "trustedCaFile holds certificates that cannot be trust anchors; they are ignored"
+            );
+        }
         fetch::trust_process_wide(roots);
     }
     let metrics = Arc::new(Metrics::new());

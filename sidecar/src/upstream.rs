@@ -35,10 +35,14 @@ pub fn upstream_client(config: &Config) -> Result<UpstreamClient, UpstreamTlsErr
     ];
     for (path, setting) in files {
         if let Some(path) = path {
-            for cert in pem_certs(path, setting)? {
-                roots
-                    .add(cert)
-                    .map_err(|e| UpstreamTlsError(format!("{setting} {}: {e}", path.display())))?;
+            // Certificates that cannot be anchors are skipped (as for the sidecar's other
+            // clients, `fetch::load_trusted_roots`); a file with none usable is an error.
+            let (added, _skipped) = roots.add_parsable_certificates(pem_certs(path, setting)?);
+            if added == 0 {
+                return Err(UpstreamTlsError(format!(
+                    "{setting} {} holds no certificate usable as a CA",
+                    path.display()
+                )));
             }
         }
     }

@@ -77,8 +77,12 @@ spec:
 "#
             )),
         )?;
-        let http_port = crate::sidecar::public_listener().0.port();
-        let ping_port = crate::sidecar::public_listener().0.port();
+        // Both held until Traefik is about to bind them, so they cannot be the same port.
+        let http_socket = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let ping_socket = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let http_port = http_socket.local_addr()?.port();
+        let ping_port = ping_socket.local_addr()?.port();
+        drop((http_socket, ping_socket));
         let log = dir.join("traefik.log");
         let file = std::fs::File::create(&log)?;
         let child = Command::new(&binary)

@@ -1011,17 +1011,52 @@ async fn a_trusted_ca_bundle_is_mounted_and_a_new_one_rolls_the_pods() {
         )
         .await
         .unwrap();
-    eventually(30, "a new digest rolls the pod template", || async {
+    let rolled = eventually(30, "a new digest rolls the pod template", || async {
         let d = deployments
             .get("private-gateway")
             .await
             .map_err(|e| e.to_string())?;
         match digest_of(&d) {
-            Some(digest) if digest != before.1 => Ok(()),
+            Some(digest) if digest != before.1 => Ok(digest),
             other => Err(format!("{other:?}")),
         }
     })
     .await;
+
+    // A broken bundle (no certificate) holds Ready back but rolls nothing: the pods keep the
+    // digest they run with (found in review: the annotation used to vanish, rolling to pods
+    // that could not start).
+    config_maps
+        .replace(
+            "corp-ca",
+            &PostParams::default(),
+            &bundle("not a certificate\n"),
+        )
+        .await
+        .unwrap();
+    gateways
+        .patch(
+            "private",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"touched": "2"}}})),
+        )
+        .await
+        .unwrap();
+    let message = eventually(30, "Ready=False for the broken bundle", || async {
+        let gw = gateways.get("private").await.map_err(|e| e.to_string())?;
+        match condition(&gw, "Ready") {
+            Some((s, r, m)) if s == "False" && r == "TrustedCAUnavailable" => Ok(m),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    assert!(message.contains("no PEM certificate"), "{message}");
+    let d = deployments.get("private-gateway").await.unwrap();
+    assert_eq!(
+        digest_of(&d),
+        Some(rolled),
+        "a broken bundle rolled the pods"
+    );
 }
 
 /// `route.gatewayRef`: an HTTPRoute instead of an Ingress, only once the Gateway API CRDs

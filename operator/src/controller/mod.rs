@@ -32,6 +32,8 @@ pub enum Error {
     ReadSecret(String, #[source] kube::Error),
     #[error("reading ConfigMap {0}: {1}")]
     ReadConfigMap(String, #[source] kube::Error),
+    #[error("reading Deployment {0}: {1}")]
+    ReadDeployment(String, #[source] kube::Error),
     #[error("creating the session-keys Secret {0}: {1}")]
     CreateSessionSecret(String, #[source] kube::Error),
     #[error("applying {0}: {1}")]
@@ -53,6 +55,7 @@ impl Error {
             Error::Apply(what, kube::Error::Api(status))
             | Error::ReadSecret(what, kube::Error::Api(status))
             | Error::ReadConfigMap(what, kube::Error::Api(status))
+            | Error::ReadDeployment(what, kube::Error::Api(status))
             | Error::CreateSessionSecret(what, kube::Error::Api(status))
             | Error::Discovery(what, kube::Error::Api(status))
             | Error::Delete(what, kube::Error::Api(status)) => {
@@ -66,6 +69,7 @@ impl Error {
         match self {
             Error::ReadSecret(..) => "reading Secret",
             Error::ReadConfigMap(..) => "reading ConfigMap",
+            Error::ReadDeployment(..) => "reading Deployment",
             Error::CreateSessionSecret(..) => "creating the session-keys Secret",
             Error::Apply(..) => "applying",
             Error::Status(..) => "writing the status",
@@ -80,6 +84,7 @@ impl Error {
         match self {
             Error::ReadSecret(..) => "read_secret",
             Error::ReadConfigMap(..) => "read_config_map",
+            Error::ReadDeployment(..) => "read_deployment",
             Error::CreateSessionSecret(..) => "create_session_secret",
             Error::Apply(..) => "apply",
             Error::Status(..) => "status",

@@ -4,6 +4,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
@@ -30,6 +31,8 @@ use crate::validate::{self, KeySource, Plan};
 
 /// How often a settled gateway is looked at again, to catch drift nobody told us about.
 const RESYNC: Duration = Duration::from_secs(300);
+/// How soon a just-applied HTTPRoute's verdict is looked for.
+const ROUTE_PENDING_RECHECK: Duration = Duration::from_secs(3);
 
 /// How often a gateway that lost paths to an older one looks again. The older gateway's
 /// deletion triggers nothing here (it has no finalizer, and the other gateways' watch
@@ -94,7 +97,7 @@ async fn reconcile_inner(
     // The trusted CA bundle is read before rendering: its digest is in the pod template.
     let (plan, trusted_ca) = match plan {
         Ok(mut plan) => {
-            let problem = read_trusted_ca(&ctx.client, &namespace, &mut plan).await?;
+            let problem = read_trusted_ca(&ctx.client, &namespace, gateway, &mut plan).await?;
             (Ok(plan), problem)
         }
         Err(message) => (Err(message), None),
@@ -151,22 +154,23 @@ async fn reconcile_inner(
                 None => check_key(&ctx.client, &namespace, gateway, plan).await?,
             };
             let client_secret = check_client_secret(&ctx.client, &namespace, plan).await?;
-            let route_served = match &objects.http_route {
-                Some(_) => served(&ctx.client, &HTTP_ROUTE).await?,
-                None => false,
-            };
             let parent = gateway
                 .spec
                 .route
                 .gateway_ref
                 .as_ref()
                 .map(|target| render::http_route::parent_ref(gateway, target));
+            let route_served = match &parent {
+                Some(_) => served(&ctx.client, &HTTP_ROUTE).await?,
+                None => false,
+            };
             let mut http_route = match (&parent, route_served) {
                 (None, _) => HttpRouteState::NotUsed,
                 (Some(_), false) => HttpRouteState::CrdMissing {
                     install: HTTP_ROUTE.install.into(),
                 },
-                (Some(parent), true) => route_status::state(&serde_json::Value::Null, parent),
+                (Some(_), true) if objects.http_route.is_none() => HttpRouteState::AllPathsClaimed,
+                (Some(parent), true) => route_status::pending(parent),
             };
             let applied = apply_all(
                 ctx,
@@ -180,7 +184,7 @@ async fn reconcile_inner(
             let replicas = match applied {
                 Ok((deployment, route)) => {
                     if let (Some(route), Some(parent)) = (route, &parent) {
-                        http_route = route_status::state(&route.data, parent);
+                        http_route = route_status::state(&route, parent);
                     }
                     let ready = deployment.status.as_ref().and_then(|s| s.ready_replicas);
                     Some((gateway.spec.replicas, ready.unwrap_or(0)))
@@ -193,11 +197,11 @@ async fn reconcile_inner(
             // The route's status is written by the Gateway API implementation, which the
             // operator does not watch (its CRDs may come and go): looked at again soon until
             // accepted.
-            if !matches!(
-                http_route,
-                HttpRouteState::NotUsed | HttpRouteState::Accepted { .. }
-            ) {
-                requeue = requeue.min(ctx.key_status_interval);
+            match http_route {
+                HttpRouteState::NotUsed | HttpRouteState::Accepted { .. } => {}
+                // Just applied: implementations answer within seconds.
+                HttpRouteState::Pending { .. } => requeue = requeue.min(ROUTE_PENDING_RECHECK),
+                _ => requeue = requeue.min(ctx.key_status_interval),
             }
             let report = match pods::key_reports(&ctx.client, &ctx.http, &namespace, gateway).await
             {
@@ -371,10 +375,13 @@ async fn check_client_secret(
 
 /// Reads the `trustedCA` bundle into the plan's digest; returns what is wrong with it, if
 /// anything (for the Ready condition). Only whether it holds a PEM certificate is checked
-/// here: the sidecar parses it at start and refuses to start on a broken one.
+/// here: the sidecar parses it at start and refuses to start on a broken one. While the
+/// bundle is broken the pods keep the digest they run with: a rollout to pods that cannot
+/// start would gain nothing (and `maxUnavailable: 0` would hold it half done).
 async fn read_trusted_ca(
     client: &Client,
     namespace: &str,
+    gateway: &McpGateway,
     plan: &mut Plan,
 ) -> Result<Option<String>, Error> {
     let Some(ca) = plan.trusted_ca.as_mut() else {
@@ -386,25 +393,36 @@ async fn read_trusted_ca(
         .get_opt(&ca.config_map)
         .await
         .map_err(|e| Error::ReadConfigMap(name.clone(), e))?;
-    let Some(config_map) = found else {
-        return Ok(Some(format!(
+    let bundle = found
+        .as_ref()
+        .and_then(|c| c.data.as_ref())
+        .and_then(|d| d.get(&ca.key));
+    let problem = match (&found, bundle) {
+        (None, _) => format!(
             "ConfigMap {name} of trustedCA does not exist: create it (for example with trust-manager) or fix trustedCA.configMapRef.name"
-        )));
-    };
-    let Some(bundle) = config_map.data.as_ref().and_then(|d| d.get(&ca.key)) else {
-        return Ok(Some(format!(
+        ),
+        (Some(_), None) => format!(
             "ConfigMap {name} has no key {}: add the PEM bundle there or fix trustedCA.configMapRef.key",
             ca.key
-        )));
-    };
-    if !bundle.contains("-----BEGIN CERTIFICATE-----") {
-        return Ok(Some(format!(
+        ),
+        (Some(_), Some(bundle)) if !bundle.contains("-----BEGIN CERTIFICATE-----") => format!(
             "key {} of ConfigMap {name} holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
             ca.key
-        )));
-    }
-    ca.digest = Some(format!("{:x}", Sha256::digest(bundle.as_bytes())));
-    Ok(None)
+        ),
+        (Some(_), Some(bundle)) => {
+            ca.digest = Some(format!("{:x}", Sha256::digest(bundle.as_bytes())));
+            return Ok(None);
+        }
+    };
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), namespace);
+    let deployment = render::object_name(gateway);
+    ca.digest = deployments
+        .get_opt(&deployment)
+        .await
+        .map_err(|e| Error::ReadDeployment(format!("{namespace}/{deployment}"), e))?
+        .and_then(|d| d.spec?.template.metadata?.annotations)
+        .and_then(|a| a.get(render::TRUSTED_CA_DIGEST_ANNOTATION).cloned());
+    Ok(Some(problem))
 }
 
 /// `None`: no such Secret; `Some(None)`: no such key; else the value's length (only).

@@ -20,7 +20,7 @@ pub const HTTP_ROUTE: ThirdPartyKind = ThirdPartyKind {
     version: "v1",
     kind: "HTTPRoute",
     plural: "httproutes",
-    install: "install the Gateway API CRDs (standard channel, v1.1 or later: kubectl apply --server-side -f https://github.com/kubernetes-sigs/gateway-api/releases/download/v1.4.0/standard-install.yaml) and an implementation such as AKS app routing's Gateway API mode, Application Gateway for Containers, Istio or Envoy Gateway",
+    install: "install the Gateway API CRDs (standard channel, v1.2 or later, where route timeouts are standard: kubectl apply --server-side -f https://github.com/kubernetes-sigs/gateway-api/releases/download/v1.4.0/standard-install.yaml) and an implementation such as AKS app routing's Gateway API mode, Application Gateway for Containers, Istio or Envoy Gateway",
 };
 
 /// The `parentRefs` entry for the user's Gateway (namespace defaulted to the gateway's).

@@ -21,6 +21,7 @@ use kube::api::DynamicObject;
 use mcp_gateway_crds::v1alpha1::{AuthMode, McpGateway};
 
 pub use config_map::{CONFIG_HASH_ANNOTATION, config_hash};
+pub use deployment::TRUSTED_CA_DIGEST_ANNOTATION;
 pub use ingress::{public_paths, streaming_annotations};
 pub use key_sync::{EXTERNAL_SECRET, SECRET_PROVIDER_CLASS, ThirdPartyKind};
 
