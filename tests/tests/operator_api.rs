@@ -1057,6 +1057,36 @@ async fn a_trusted_ca_bundle_is_mounted_and_a_new_one_rolls_the_pods() {
         Some(rolled),
         "a broken bundle rolled the pods"
     );
+
+    // Two replicas have a disruption budget of one pod, owned by the gateway; at one replica
+    // it goes (it would only block a drain).
+    let budgets: Api<k8s_openapi::api::policy::v1::PodDisruptionBudget> =
+        Api::namespaced(client.clone(), &ns.name);
+    let budget = budgets.get("private-gateway").await.unwrap();
+    assert_eq!(budget.metadata.owner_references.unwrap()[0].name, "private");
+    assert_eq!(
+        budget.spec.unwrap().max_unavailable,
+        Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(1))
+    );
+    gateways
+        .patch(
+            "private",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"replicas": 1}})),
+        )
+        .await
+        .unwrap();
+    eventually(30, "the budget goes at one replica", || async {
+        match budgets
+            .get_opt("private-gateway")
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            None => Ok(()),
+            Some(_) => Err("still there".to_string()),
+        }
+    })
+    .await;
 }
 
 /// `route.gatewayRef`: an HTTPRoute instead of an Ingress, only once the Gateway API CRDs

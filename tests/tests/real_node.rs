@@ -319,6 +319,32 @@ async fn a_spec_change_rolls_the_pods_and_two_replicas_serve_behind_the_service(
     for i in 0..4 {
         call(&service, &format!("through the Service {i}")).unwrap_or_else(|e| panic!("{e}"));
     }
+
+    // The gateway's disruption budget, kept by the real disruption controller, allows one
+    // pod of the two to go at a time.
+    eventually(60, "the budget allows one disruption", || async {
+        let out = node
+            .kubectl(
+                &[
+                    "get",
+                    "pdb",
+                    "weather-gateway",
+                    "-n",
+                    ns,
+                    "-o",
+                    "jsonpath={.status.expectedPods}/{.status.disruptionsAllowed}",
+                ],
+                None,
+            )
+            .map_err(|e| e.to_string())?;
+        if out == "2/1" {
+            Ok(())
+        } else {
+            Err(format!("expectedPods/disruptionsAllowed {out:?}"))
+        }
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
 }
 
 #[tokio::test]

@@ -5,6 +5,7 @@
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use kube::{Client, Resource};
 use mcp_gateway_crds::v1alpha1::{AuthMode, McpGateway};
@@ -66,6 +67,9 @@ pub(super) async fn apply_all(
         }
         _ => None,
     };
+    if let Some(budget) = &objects.disruption_budget {
+        apply(&ctx.client, namespace, budget).await?;
+    }
     let deployment = apply(&ctx.client, namespace, &objects.deployment).await?;
     // After the Deployment, so no new pod still refers to what goes.
     let uid = gateway.metadata.uid.clone().unwrap_or_default();
@@ -92,6 +96,14 @@ pub(super) async fn apply_all(
             Leftover::Ingress(name) => {
                 delete_owned(
                     Api::<Ingress>::namespaced(client, namespace),
+                    &name,
+                    gateway,
+                )
+                .await?
+            }
+            Leftover::DisruptionBudget(name) => {
+                delete_owned(
+                    Api::<PodDisruptionBudget>::namespaced(client, namespace),
                     &name,
                     gateway,
                 )

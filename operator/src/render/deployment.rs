@@ -10,7 +10,8 @@ use k8s_openapi::api::apps::v1::{
 use k8s_openapi::api::core::v1::{
     CSIVolumeSource, Capabilities, ConfigMapVolumeSource, Container, ContainerPort, HTTPGetAction,
     KeyToPath, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements,
-    SeccompProfile, SecretVolumeSource, SecurityContext, Volume, VolumeMount,
+    SeccompProfile, SecretVolumeSource, SecurityContext, TopologySpreadConstraint, Volume,
+    VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
@@ -208,6 +209,25 @@ pub fn deployment(
         }),
         // Open SSE streams get time to drain (the sidecar drains for 30 s on SIGTERM).
         termination_grace_period_seconds: Some(40),
+        // Replicas spread over zones and nodes where the cluster allows it; never unschedulable
+        // for it (a one-node or one-zone cluster still runs every replica).
+        topology_spread_constraints: Some(
+            ["topology.kubernetes.io/zone", "kubernetes.io/hostname"]
+                .into_iter()
+                .map(|key| TopologySpreadConstraint {
+                    max_skew: 1,
+                    topology_key: key.into(),
+                    when_unsatisfiable: "ScheduleAnyway".into(),
+                    label_selector: Some(LabelSelector {
+                        match_labels: Some(selector(gateway)),
+                        ..Default::default()
+                    }),
+                    // Only this revision's pods count, so a rollout spreads the new ones too.
+                    match_label_keys: Some(vec!["pod-template-hash".into()]),
+                    ..Default::default()
+                })
+                .collect(),
+        ),
         volumes: Some(
             [
                 Some(Volume {
@@ -439,6 +459,35 @@ mod tests {
         // A user's Secret needs no identity: no webhook label.
         let (_, labels) = pod_of(render(oidc_spec()));
         assert!(!labels.contains_key(USE_LABEL));
+    }
+
+    #[test]
+    fn replicas_spread_softly_over_zones_and_nodes() {
+        let gw = gateway(oidc_spec());
+        let plan = validate(&gw).unwrap();
+        let d = build(&gw, &plan, &Default::default(), &Defaults::new("img")).deployment;
+        let pod = d.spec.unwrap().template.spec.unwrap();
+        let spread = pod.topology_spread_constraints.unwrap();
+        let keys: Vec<&str> = spread.iter().map(|c| c.topology_key.as_str()).collect();
+        assert_eq!(
+            keys,
+            ["topology.kubernetes.io/zone", "kubernetes.io/hostname"]
+        );
+        for c in &spread {
+            assert_eq!(
+                c.when_unsatisfiable, "ScheduleAnyway",
+                "never unschedulable for it"
+            );
+            assert_eq!(c.max_skew, 1);
+            let labels = c
+                .label_selector
+                .as_ref()
+                .unwrap()
+                .match_labels
+                .as_ref()
+                .unwrap();
+            assert_eq!(labels["app.kubernetes.io/instance"], "weather");
+        }
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 mod config_map;
 mod deployment;
+mod disruption_budget;
 pub mod http_route;
 mod ingress;
 pub mod key_sync;
@@ -15,6 +16,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServiceAccount};
 use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::Resource;
 use kube::api::DynamicObject;
@@ -59,6 +61,8 @@ pub struct Objects {
     /// With `route.gatewayRef`: the Gateway API route (whose CRD may not be installed).
     pub http_route: Option<DynamicObject>,
     pub service_account: ServiceAccount,
+    /// With more than one replica.
+    pub disruption_budget: Option<PodDisruptionBudget>,
     /// The object that syncs the key out of Key Vault, if the gateway needs one.
     pub key_sync: Option<(ThirdPartyKind, DynamicObject)>,
 }
@@ -82,6 +86,7 @@ pub fn build(
         },
         http_route: http_route::http_route(gateway, plan, lost_paths),
         service_account: service_account::service_account(gateway, plan),
+        disruption_budget: disruption_budget::disruption_budget(gateway),
         key_sync: key_sync::key_sync(gateway, plan),
         config_map,
     }
@@ -95,6 +100,7 @@ pub fn build(
 #[derive(Clone, Debug, PartialEq)]
 pub enum Leftover {
     Ingress(String),
+    DisruptionBudget(String),
     Secret(String),
     ThirdParty(ThirdPartyKind, String),
 }
@@ -107,6 +113,9 @@ pub fn leftovers(gateway: &McpGateway, objects: &Objects) -> Vec<Leftover> {
     }
     if gateway.spec.auth.mode != AuthMode::AuthorizationServer {
         leftovers.push(Leftover::Secret(facade_secret_name(gateway)));
+    }
+    if objects.disruption_budget.is_none() {
+        leftovers.push(Leftover::DisruptionBudget(object_name(gateway)));
     }
     if objects.http_route.is_none() {
         leftovers.push(Leftover::ThirdParty(
