@@ -3,8 +3,7 @@
 //! way Traefik runs with a kubeconfig: it watches the node's API server (Ingresses of class
 //! [`INGRESS_CLASS`], Gateways of class [`GATEWAY_CLASS`]) and proxies to the pods' IPs on the
 //! node's bridge. Clients reach it on 127.0.0.1: `https://localhost/...` on port 443 (the
-//! public URL exactly as the operator reports it; TLS from the route's Secret), plain http on
-//! [`Traefik::http_port`].
+//! public URL exactly as the operator reports it; TLS from the route's Secret).
 //!
 //! Version checks and usage reports are off: it never calls anything beyond this machine.
 
@@ -42,7 +41,6 @@ fn binary() -> anyhow::Result<PathBuf> {
 
 pub struct Traefik {
     child: Child,
-    pub http_port: u16,
     api_port: u16,
     log: PathBuf,
 }
@@ -77,12 +75,10 @@ spec:
 "#
             )),
         )?;
-        // Both held until Traefik is about to bind them, so they cannot be the same port.
-        let http_socket = std::net::TcpListener::bind("127.0.0.1:0")?;
+        // Held until Traefik is about to bind it.
         let ping_socket = std::net::TcpListener::bind("127.0.0.1:0")?;
-        let http_port = http_socket.local_addr()?.port();
         let ping_port = ping_socket.local_addr()?.port();
-        drop((http_socket, ping_socket));
+        drop(ping_socket);
         let log = dir.join("traefik.log");
         let file = std::fs::File::create(&log)?;
         let child = Command::new(&binary)
@@ -95,7 +91,6 @@ spec:
                 "--log.format=json",
                 "--accesslog=true",
                 "--accesslog.format=json",
-                &format!("--entryPoints.web.address=127.0.0.1:{http_port}"),
                 &format!("--entryPoints.websecure.address=127.0.0.1:{HTTPS_PORT}"),
                 // As Traefik's Helm chart configures it: every router on websecure is a TLS
                 // router (an Ingress's spec.tls only provides the certificate; without this
@@ -118,7 +113,6 @@ spec:
             .with_context(|| format!("start {}", binary.display()))?;
         let mut traefik = Self {
             child,
-            http_port,
             api_port: ping_port,
             log,
         };
