@@ -133,24 +133,42 @@ spec:
         }
     }
 
+    /// A GET of its API (`/api/http/<path>`): the whole HTTP/1.0 answer, or why there is none.
+    /// Blocking and plain, so it also works in failure messages, outside any runtime.
+    fn api(&self, path: &str) -> String {
+        use std::io::{Read, Write};
+        let get = || -> std::io::Result<String> {
+            let mut tcp = std::net::TcpStream::connect(("127.0.0.1", self.api_port))?;
+            tcp.set_read_timeout(Some(Duration::from_secs(5)))?;
+            write!(
+                tcp,
+                "GET /api/http/{path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n"
+            )?;
+            let mut answer = String::new();
+            tcp.read_to_string(&mut answer)?;
+            Ok(answer)
+        };
+        get().unwrap_or_else(|e| format!("(no answer: {e})"))
+    }
+
+    /// How many backends Traefik balances the Service `namespace/name` over right now (its
+    /// configuration trails the EndpointSlices by a moment).
+    pub fn backends(&self, namespace: &str, service: &str) -> usize {
+        let answer = self.api("services");
+        let body = answer.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+        let services: Vec<serde_json::Value> = serde_json::from_str(body).unwrap_or_default();
+        let prefix = format!("{namespace}-{service}-");
+        services
+            .iter()
+            .filter(|s| s["name"].as_str().is_some_and(|n| n.starts_with(&prefix)))
+            .filter_map(|s| s["loadBalancer"]["servers"].as_array().map(Vec::len))
+            .max()
+            .unwrap_or(0)
+    }
+
     /// Its log and access log (JSON lines), and the routers and services it has configured.
     pub fn logs(&self) -> String {
-        // A plain HTTP/1.0 GET: this runs in failure messages, outside any runtime.
-        let api = |path: &str| -> String {
-            use std::io::{Read, Write};
-            let get = || -> std::io::Result<String> {
-                let mut tcp = std::net::TcpStream::connect(("127.0.0.1", self.api_port))?;
-                tcp.set_read_timeout(Some(Duration::from_secs(5)))?;
-                write!(
-                    tcp,
-                    "GET /api/http/{path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n"
-                )?;
-                let mut answer = String::new();
-                tcp.read_to_string(&mut answer)?;
-                Ok(answer)
-            };
-            get().unwrap_or_else(|e| format!("(no answer: {e})"))
-        };
+        let api = |path: &str| self.api(path);
         format!(
             "{}
 --- routers ---

@@ -823,6 +823,15 @@ spec:
         .wait_gateway_ready(ns, 2)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
+    // Both pods in Traefik's configuration before the sign-in starts, so it can spread.
+    eventually(60, "Traefik balances over both replicas", || async {
+        match traefik.backends(ns, "weather-gateway") {
+            2 => Ok(()),
+            n => Err(format!("{n} backends")),
+        }
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", traefik.logs()));
 
     // The SDK's whole sign-in (DCR, authorize, consent, the IdP, callback, token, refresh)
     // through Traefik, which spreads its requests over both replicas: they share no state
