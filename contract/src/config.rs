@@ -12,6 +12,9 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 use url::Url;
 
+pub use crate::observability::{
+    AuditConfig, ClientAddress, DEFAULT_FORWARDED_HEADER, Observability, TracingConfig,
+};
 use crate::paths::{ADMIN_PORT, PUBLIC_PORT};
 
 /// The Functions MCP extension's Streamable HTTP path.
@@ -62,6 +65,232 @@ pub struct Config {
     /// certificate, a company IdP).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trusted_ca_file: Option<PathBuf>,
+    /// Who may call which tool. Absent: every authenticated caller may call every tool.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_access: Option<ToolAccess>,
+    /// Request rates per caller, and per caller and tool. Absent: no limits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limits: Option<RateLimits>,
+    /// Tell the Function who is calling, in a header the gateway signs. Absent: off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub caller_identity: Option<CallerIdentity>,
+    /// Traces and audit records. Default: audit records on, no traces.
+    #[serde(default)]
+    pub observability: Observability,
+    /// Who the client is behind proxies. Absent: the connection's address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_address: Option<ClientAddress>,
+}
+
+/// The header a client can never forge: never a client's token, and any client-sent header
+/// of this name is removed.
+pub const DEFAULT_CALLER_IDENTITY_HEADER: &str = "x-mcp-gateway-caller";
+
+/// Headers the caller-identity header may not be: HTTP's own and hop-by-hop ones, MCP's, the
+/// system key's default, and the request id the gateway sets.
+const RESERVED_HEADERS: &[&str] = &[
+    "authorization",
+    "host",
+    "content-type",
+    "content-length",
+    "content-encoding",
+    "connection",
+    "keep-alive",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "cookie",
+    "origin",
+    "mcp-session-id",
+    "mcp-protocol-version",
+    "mcp-method",
+    "mcp-name",
+    "last-event-id",
+    "x-functions-key",
+    "x-request-id",
+];
+
+/// The caller's identity for the Function: a short-lived JWT (EdDSA) the gateway signs with
+/// a key derived from the session keys file, verifiable with the key set it publishes at
+/// `<prefix>/caller-identity/jwks`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CallerIdentity {
+    /// Default `x-mcp-gateway-caller`.
+    #[serde(default = "default_caller_identity_header")]
+    pub header: String,
+    /// Lifetime of one assertion. Default 300, at most 3600.
+    #[serde(default = "default_caller_identity_ttl")]
+    pub ttl_seconds: u32,
+}
+
+fn default_caller_identity_header() -> String {
+    DEFAULT_CALLER_IDENTITY_HEADER.into()
+}
+fn default_caller_identity_ttl() -> u32 {
+    300
+}
+
+/// Token buckets in each replica (N replicas allow N times the rate), keyed by the caller's
+/// subject (anonymous callers: by client address).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RateLimits {
+    /// Every MCP request of one caller.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_caller: Option<RateLimit>,
+    /// `tools/call`s of one caller to the tools a rule names; the first matching rule counts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tools: Vec<ToolRateLimit>,
+}
+
+/// A sustained rate and the burst allowed above it.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RateLimit {
+    pub requests_per_minute: u32,
+    /// Requests allowed at once after a quiet spell. Default: a tenth of a minute's worth,
+    /// at least 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub burst: Option<u32>,
+}
+
+impl RateLimit {
+    pub fn burst_or_default(&self) -> u32 {
+        self.burst.unwrap_or((self.requests_per_minute / 10).max(1))
+    }
+}
+
+/// A rate for some tools.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ToolRateLimit {
+    /// Tool names, exact or with `*` and `?`, as in `toolAccess`.
+    pub tools: Vec<String>,
+    pub requests_per_minute: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub burst: Option<u32>,
+}
+
+impl ToolRateLimit {
+    pub fn limit(&self) -> RateLimit {
+        RateLimit {
+            requests_per_minute: self.requests_per_minute,
+            burst: self.burst,
+        }
+    }
+}
+
+/// Per-tool authorization: the first rule whose `tools` match a tool's name decides whether a
+/// caller may call it (and see it in `tools/list`); a tool no rule matches gets `default`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ToolAccess {
+    /// For tools no rule names. Default `Allow`.
+    #[serde(default)]
+    pub default: ToolDecision,
+    #[serde(default)]
+    pub rules: Vec<ToolRule>,
+}
+
+/// Longest tool-name pattern.
+pub const MAX_TOOL_PATTERN: usize = 128;
+
+impl ToolAccess {
+    fn validate(&self, auth: &AuthConfig) -> Result<(), ConfigError> {
+        let invalid = |m: &str| Err(ConfigError::Invalid(m.to_string()));
+        for rule in &self.rules {
+            if rule.tools.is_empty()
+                || rule
+                    .tools
+                    .iter()
+                    .any(|t| t.is_empty() || t.len() > MAX_TOOL_PATTERN)
+            {
+                return invalid(
+                    "toolAccess.rules[].tools needs at least one tool name or pattern of 1-128 characters",
+                );
+            }
+            let needs_identity =
+                !rule.roles.is_empty() || !rule.groups.is_empty() || !rule.tenants.is_empty();
+            match auth {
+                AuthConfig::Anonymous if needs_identity || !rule.scopes.is_empty() => {
+                    return invalid(
+                        "toolAccess rules can require scopes, roles, groups or tenants only when clients authenticate (auth mode Anonymous has no caller to check); list the tools without requirements, or set an auth mode",
+                    );
+                }
+                // The facade's own access tokens carry the granted scopes, the subject, and the
+                // sign-in's app roles and tenant; groups do not fit in its codes.
+                AuthConfig::AuthorizationServer(_) if !rule.groups.is_empty() => {
+                    return invalid(
+                        "toolAccess rules in auth mode AuthorizationServer cannot require groups: the gateway's own tokens carry the user's app roles and tenant, not groups (assign app roles to the groups instead)",
+                    );
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+impl RateLimits {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let limits = self
+            .per_caller
+            .into_iter()
+            .chain(self.tools.iter().map(ToolRateLimit::limit));
+        for limit in limits {
+            if !(1..=1_000_000).contains(&limit.requests_per_minute)
+                || !(1..=100_000).contains(&limit.burst_or_default())
+            {
+                return Err(ConfigError::Invalid(
+                    "rateLimits: requestsPerMinute must be between 1 and 1000000 and burst between 1 and 100000".into(),
+                ));
+            }
+        }
+        if self.tools.iter().any(|t| {
+            t.tools.is_empty()
+                || t.tools
+                    .iter()
+                    .any(|p| p.is_empty() || p.len() > MAX_TOOL_PATTERN)
+        }) {
+            return Err(ConfigError::Invalid(
+                "rateLimits.tools[].tools needs at least one tool name or pattern of 1-128 characters".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Allow or deny.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum ToolDecision {
+    #[default]
+    Allow,
+    Deny,
+}
+
+/// Tools and what a caller needs to call them. Every kind of requirement given must be met:
+/// all of `scopes`, and one of `roles`, one of `groups`, one of `tenants`. A rule with no
+/// requirement admits every authenticated caller.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ToolRule {
+    /// Tool names, exact or with `*` (any run of characters) and `?` (one character).
+    pub tools: Vec<String>,
+    /// Scopes the token must all carry (`scp`/`scope`, as for `requiredScopes`); a caller
+    /// short of them is asked to step up (403 `insufficient_scope`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scopes: Vec<String>,
+    /// Entra app roles (`roles`), any one of them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub roles: Vec<String>,
+    /// Entra group object IDs (`groups`), any one of them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
+    /// Entra tenant IDs (`tid`), any one of them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tenants: Vec<String>,
 }
 
 /// An MCP transport the gateway exposes (the operator maps the CRD's own enum onto this).
@@ -206,7 +435,8 @@ pub struct FacadeConfig {
     /// Lifetime of the access tokens it issues. Default 3600.
     #[serde(default = "default_access_token_ttl")]
     pub access_token_ttl_seconds: u64,
-    /// Lifetime of a refresh token (each use returns a new one). Default 7 days.
+    /// How long one sign-in lasts: each refresh returns a new refresh token expiring at the
+    /// same time. Default 7 days.
     #[serde(default = "default_refresh_token_ttl")]
     pub refresh_token_ttl_seconds: u64,
     /// If not empty, only users of these Entra tenants (`tid`) may sign in.
@@ -659,6 +889,36 @@ impl Config {
                 return invalid("auth.refreshTokenTtlSeconds must be between 300 and 7776000");
             }
         }
+        if let Some(access) = &self.tool_access {
+            access.validate(&self.auth)?;
+        }
+        if let Some(limits) = &self.rate_limits {
+            limits.validate()?;
+        }
+        if let Some(identity) = &self.caller_identity {
+            let header = identity.header.to_ascii_lowercase();
+            if http::HeaderName::from_bytes(header.as_bytes()).is_err()
+                || header == self.system_key.header.to_ascii_lowercase()
+                || RESERVED_HEADERS.contains(&header.as_str())
+                || header.starts_with("proxy-")
+            {
+                return invalid(
+                    "callerIdentity.header must be a header name of its own, such as x-mcp-gateway-caller (not the key's, nor one HTTP or MCP uses)",
+                );
+            }
+            if !(10..=3600).contains(&identity.ttl_seconds) {
+                return invalid("callerIdentity.ttlSeconds must be between 10 and 3600");
+            }
+            if matches!(self.auth, AuthConfig::Anonymous) {
+                return invalid(
+                    "callerIdentity needs an auth mode: auth mode Anonymous has no caller to name",
+                );
+            }
+        }
+        self.observability.validate()?;
+        if let Some(client_address) = &self.client_address {
+            client_address.validate()?;
+        }
         Ok(())
     }
 
@@ -716,6 +976,34 @@ mod tests {
             "https://mcp.example.com/.well-known/oauth-protected-resource/weather/mcp"
         );
         assert!(matches!(config.auth, AuthConfig::Oidc(_)));
+    }
+
+    #[test]
+    fn tool_rules_need_tools_and_a_caller_to_check() {
+        let config = example();
+        assert_eq!(config.tool_access.as_ref().unwrap().rules.len(), 3);
+        let rule = |yaml: &str| -> ToolRule { serde_yaml::from_str(yaml).unwrap() };
+        let with = |auth: AuthConfig, r: ToolRule| {
+            let mut c = config.clone();
+            c.auth = auth;
+            c.tool_access = Some(ToolAccess {
+                default: ToolDecision::Deny,
+                rules: vec![r],
+            });
+            c.validate().map_err(|e| e.to_string())
+        };
+        let oidc = config.auth.clone();
+        assert_eq!(
+            with(oidc.clone(), rule("tools: [a, 'b_*']\nroles: [R]")),
+            Ok(())
+        );
+        for bad in ["tools: []", "tools: ['']"] {
+            let err = with(oidc.clone(), rule(bad)).unwrap_err();
+            assert!(err.contains("needs at least one tool name"), "{err}");
+        }
+        assert_eq!(with(AuthConfig::Anonymous, rule("tools: [a]")), Ok(()));
+        let err = with(AuthConfig::Anonymous, rule("tools: [a]\nscopes: [s]")).unwrap_err();
+        assert!(err.contains("Anonymous has no caller"), "{err}");
     }
 
     #[test]

@@ -5,4 +5,5 @@
 pub mod config;
 pub mod key_status;
 pub mod keys_file;
+pub mod observability;
 pub mod paths;

@@ -10,7 +10,9 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::ResourceRequirements;
+use k8s_openapi::api::core::v1::{
+    Affinity, LocalObjectReference, ResourceRequirements, Toleration,
+};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
@@ -60,6 +62,9 @@ pub const DEFAULT_KEY_VAULT_SECRET_NAME: &str = "host--systemKey--mcp-095extensi
     )
 )]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.auth.mode != 'Anonymous' || !has(self.toolAccess) || !has(self.toolAccess.rules) || self.toolAccess.rules.all(r, !has(r.scopes) && !has(r.roles) && !has(r.groups) && !has(r.tenants))").message("toolAccess rules can require scopes, roles, groups or tenants only when clients authenticate: auth.mode Anonymous has no caller to check (list tools without requirements, or choose an auth mode)"))]
+#[x_kube(validation = Rule::new("self.auth.mode != 'AuthorizationServer' || !has(self.toolAccess) || !has(self.toolAccess.rules) || self.toolAccess.rules.all(r, !has(r.groups))").message("toolAccess rules in auth.mode AuthorizationServer cannot require groups: the gateway's own access tokens carry the user's app roles and tenant, not groups (assign app roles to the groups instead)"))]
+#[x_kube(validation = Rule::new("self.auth.mode != 'Anonymous' || !has(self.callerIdentity)").message("callerIdentity needs an auth mode: auth.mode Anonymous has no caller to name"))]
 pub struct McpGatewaySpec {
     /// The Function App that hosts the MCP server.
     pub upstream: Upstream,
@@ -89,11 +94,300 @@ pub struct McpGatewaySpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
 
+    /// Where and how the gateway's pods run: scheduling, image pull secrets, extra labels
+    /// and annotations. What the operator sets itself (the selector labels, its own
+    /// annotations, the security context) cannot be overridden.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod: Option<PodOverrides>,
+
     /// CA certificates the gateway trusts besides the public web roots, for every connection
     /// it opens (the Function App, the OIDC issuer and its keys, the facade's IdP, Key Vault):
     /// for peers behind a private CA. A change of the bundle rolls the gateway's pods.
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "trustedCA")]
     pub trusted_ca: Option<TrustedCa>,
+
+    /// Per-tool authorization: who may call which tool. The first rule whose `tools` match a
+    /// tool's name decides; tools no rule names get `default`. A caller never sees in
+    /// `tools/list` a tool it may not call. Absent: every authenticated caller may call
+    /// every tool.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_access: Option<ToolAccess>,
+
+    /// Request rates per caller (its token's subject; without client authentication its
+    /// address), and per caller and tool: over the limit, `429` with `Retry-After`. Counted in
+    /// each replica: N replicas allow N times these rates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limits: Option<RateLimits>,
+
+    /// Tell the Function who calls: every upstream request carries a short-lived JWT the
+    /// gateway signs (subject, Entra `oid`/`tid`, name, roles, granted scopes, client ID;
+    /// audience the Function App), never the client's token, in a header no client can set.
+    /// Tools verify it with the keys at `<pathPrefix>/caller-identity/jwks`
+    /// (docs/caller-identity.md). Present (even `{}`): on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub caller_identity: Option<CallerIdentity>,
+
+    /// OpenTelemetry traces and audit records. Audit records (one per tool call and per
+    /// refused request, in the gateway's log with `target` `audit`) are on unless turned off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observability: Option<Observability>,
+
+    /// Who the client is when proxies stand in front of the gateway (the ingress
+    /// controller, a load balancer): their connections may name the client in a forwarded
+    /// header. Used for logs, audit records, traces and anonymous rate limits. Absent: the
+    /// connection's address (behind an ingress, the controller's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_address: Option<ClientAddress>,
+}
+
+/// The gateway pods' scheduling and metadata.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct PodOverrides {
+    /// Nodes the pods may run on, by label.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = 32))]
+    pub node_selector: BTreeMap<String, String>,
+
+    /// Taints the pods tolerate (for dedicated node pools).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    pub tolerations: Vec<Toleration>,
+
+    /// Node and pod (anti-)affinity. The operator's own soft spread over zones and nodes stays.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub affinity: Option<Affinity>,
+
+    /// The pods' PriorityClass.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self.matches('^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$')").message("pod.priorityClassName must be a PriorityClass name (lower-case letters, digits, '-' and '.')"))]
+    pub priority_class_name: Option<String>,
+
+    /// Secrets (in the gateway's namespace) for pulling a private gateway image.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    pub image_pull_secrets: Vec<LocalObjectReference>,
+
+    /// Extra pod labels (the API server checks their syntax when the operator applies the
+    /// Deployment; a refusal shows in the gateway's status). The labels that select the gateway's pods
+    /// (`app.kubernetes.io/name`, `instance`, `component`, `managed-by`) and the workload
+    /// identity opt-in are the operator's.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = 32))]
+    #[x_kube(validation = Rule::new("self.all(k, !(k in ['app.kubernetes.io/name', 'app.kubernetes.io/instance', 'app.kubernetes.io/component', 'app.kubernetes.io/managed-by', 'azure.workload.identity/use']))").message("pod.labels cannot set app.kubernetes.io/name, instance, component or managed-by, nor azure.workload.identity/use: the operator sets them"))]
+    pub labels: BTreeMap<String, String>,
+
+    /// Extra pod annotations. Keys under `mcpgateway.dev/` are the operator's.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = 32))]
+    #[x_kube(validation = Rule::new("self.all(k, !k.startsWith('mcpgateway.dev/'))").message("pod.annotations cannot use keys under mcpgateway.dev/: they are the operator's"))]
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// Traces and audit records.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Observability {
+    /// OpenTelemetry traces over OTLP/HTTP: a span per request (MCP method, tool, auth
+    /// outcome) with the call to the Function App as its child, and W3C `traceparent` sent to
+    /// the Function so Application Insights joins the trace. Absent: no traces.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tracing: Option<Tracing>,
+
+    /// Audit records.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit: Option<Audit>,
+}
+
+/// Where and how many traces go.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Tracing {
+    /// The collector's OTLP/HTTP base URL, such as `http://otel-collector.monitoring:4318`
+    /// (spans go to `<otlpEndpoint>/v1/traces`).
+    #[x_kube(validation = Rule::new("isURL(self) && url(self).getScheme() in ['http', 'https'] && url(self).getHostname() != '' && !self.contains('@') && !self.contains('?') && !self.contains('#')").message("observability.tracing.otlpEndpoint must be an http(s) URL without credentials, query or fragment, such as http://otel-collector.monitoring:4318"))]
+    #[schemars(length(max = 512))]
+    pub otlp_endpoint: String,
+
+    /// Share of traces recorded, from "0" to "1", such as "0.1". Default "1".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self.matches('^(0(\\\\.[0-9]{1,6})?|1(\\\\.0{1,6})?)$')").message("observability.tracing.samplingRatio must be a decimal from 0 to 1, such as \"0.1\""))]
+    pub sampling_ratio: Option<String>,
+
+    /// Continue a client's trace from its `traceparent` header. Off by default: on a public
+    /// endpoint anyone can send one.
+    #[serde(default)]
+    pub trust_incoming_trace_context: bool,
+
+    /// `service.name` of the spans. Default `mcp-gateway`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self.size() >= 1").message("observability.tracing.serviceName must not be empty"))]
+    #[schemars(length(max = 128))]
+    pub service_name: Option<String>,
+}
+
+/// Audit records.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Audit {
+    /// Default true.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+
+    /// Put each tool call's arguments in its record. Off by default: arguments may hold
+    /// personal data. Results are never recorded.
+    #[serde(default)]
+    pub include_arguments: bool,
+}
+
+/// The proxies whose forwarded header is believed.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ClientAddress {
+    /// Address ranges (such as `10.244.0.0/16`, the pod network of the ingress controller)
+    /// or addresses of the proxies in front of the gateway.
+    #[x_kube(validation = Rule::new("self.size() >= 1 && self.all(c, isCIDR(c) || isIP(c))").message("clientAddress.trustedProxies needs at least one address range such as 10.244.0.0/16 or an address"))]
+    #[schemars(length(max = 32))]
+    #[schemars(inner(length(max = 64)))]
+    pub trusted_proxies: Vec<String>,
+
+    /// The header the proxies name the client in. Default `X-Forwarded-For`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self.matches('^[A-Za-z0-9-]{1,64}$') && !(self.lowerAscii() in ['authorization', 'host', 'cookie', 'content-type', 'content-length'])").message("clientAddress.header must be a header name such as X-Forwarded-For"))]
+    pub header: Option<String>,
+}
+
+/// The caller-identity header.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct CallerIdentity {
+    /// Default `x-mcp-gateway-caller`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self.matches('^[A-Za-z0-9-]{1,64}$') && !(self.lowerAscii() in ['authorization', 'host', 'content-type', 'content-length', 'content-encoding', 'connection', 'keep-alive', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'cookie', 'origin', 'mcp-session-id', 'mcp-protocol-version', 'mcp-method', 'mcp-name', 'last-event-id', 'x-functions-key', 'x-request-id']) && !self.lowerAscii().startsWith('proxy-')").message("callerIdentity.header must be a header name of its own, such as x-mcp-gateway-caller (letters, digits and '-'; not one HTTP, MCP or the system key uses)"))]
+    pub header: Option<String>,
+
+    /// Lifetime of one assertion, in seconds. Default 300.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self >= 10 && self <= 3600").message("callerIdentity.ttlSeconds must be between 10 and 3600"))]
+    pub ttl_seconds: Option<u32>,
+}
+
+/// Rate limits.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RateLimits {
+    /// Every MCP request of one caller.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_caller: Option<RateLimit>,
+
+    /// `tools/call`s of one caller to the tools a rule names; the first matching rule counts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    pub tools: Vec<ToolRateLimit>,
+}
+
+/// A sustained rate and the burst allowed above it.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RateLimit {
+    /// The sustained rate.
+    #[x_kube(validation = Rule::new("self >= 1 && self <= 1000000").message("rateLimits requestsPerMinute must be between 1 and 1000000"))]
+    pub requests_per_minute: u32,
+
+    /// Requests allowed at once after a quiet spell. Default: a tenth of a minute's worth, at
+    /// least 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self >= 1 && self <= 100000").message("rateLimits burst must be between 1 and 100000"))]
+    pub burst: Option<u32>,
+}
+
+/// A rate for some tools, per caller.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ToolRateLimit {
+    /// Tool names, exact or with `*` and `?`, as in `toolAccess`.
+    #[x_kube(validation = Rule::new("self.size() >= 1 && self.all(t, t.matches('^[A-Za-z0-9_./*?-]{1,128}$'))").message("rateLimits.tools[].tools needs at least one tool name or pattern: 1-128 letters, digits, '_', '-', '.', '/', with '*' and '?' as wildcards"))]
+    #[schemars(length(max = 32))]
+    #[schemars(inner(length(max = 128)))]
+    pub tools: Vec<String>,
+
+    /// The sustained rate.
+    #[x_kube(validation = Rule::new("self >= 1 && self <= 1000000").message("rateLimits requestsPerMinute must be between 1 and 1000000"))]
+    pub requests_per_minute: u32,
+
+    /// Requests allowed at once. Default: a tenth of a minute's worth, at least 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self >= 1 && self <= 100000").message("rateLimits burst must be between 1 and 100000"))]
+    pub burst: Option<u32>,
+}
+
+/// Per-tool authorization rules.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ToolAccess {
+    /// For tools no rule names: `Allow` (default) or `Deny`.
+    #[serde(default)]
+    pub default: ToolDecision,
+
+    /// Checked in order; the first whose `tools` match decides.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    pub rules: Vec<ToolRule>,
+}
+
+/// Allow or deny.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum ToolDecision {
+    #[default]
+    Allow,
+    Deny,
+}
+
+/// Tools and what a caller needs to call them: all of `scopes`, and one of `roles`, one of
+/// `groups` and one of `tenants`, for each that is given. A rule with no requirement admits
+/// every authenticated caller (with `default: Deny`, an allow-list).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ToolRule {
+    /// Tool names, exact or with `*` (any characters) and `?` (one character), such as
+    /// `get_weather` or `admin_*`.
+    #[x_kube(validation = Rule::new("self.size() >= 1 && self.all(t, t.matches('^[A-Za-z0-9_./*?-]{1,128}$'))").message("toolAccess.rules[].tools needs at least one tool name or pattern: 1-128 letters, digits, '_', '-', '.', '/', with '*' and '?' as wildcards"))]
+    #[schemars(length(max = 32))]
+    #[schemars(inner(length(max = 128)))]
+    pub tools: Vec<String>,
+
+    /// Scopes the caller's token must all carry (`scp`/`scope`, as for `requiredScopes`). A
+    /// caller short of them only is answered 403 `insufficient_scope` naming them, so an
+    /// MCP client can ask for a token with them (step-up).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(validation = Rule::new("self.all(s, s.matches('^[\\\\x21\\\\x23-\\\\x5B\\\\x5D-\\\\x7E]+$'))").message("toolAccess.rules[].scopes must be scope names such as mcp.admin: printable ASCII without spaces, quotes or backslashes"))]
+    #[schemars(length(max = 16))]
+    #[schemars(inner(length(max = 256)))]
+    pub scopes: Vec<String>,
+
+    /// Entra app roles (the token's `roles`; in mode `AuthorizationServer`, the roles in the
+    /// user's ID token at sign-in), any one of them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(validation = Rule::new("self.all(s, s.matches('^[\\\\x21\\\\x23-\\\\x5B\\\\x5D-\\\\x7E]+$'))").message("toolAccess.rules[].roles must be app role values such as Tools.Admin: printable ASCII without spaces, quotes or backslashes"))]
+    #[schemars(length(max = 32))]
+    #[schemars(inner(length(max = 256)))]
+    pub roles: Vec<String>,
+
+    /// Entra group object IDs (the token's `groups`), any one of them. Mode `Oidc` only. A
+    /// user in more groups than fit in a token (Entra's overage) does not match; assign app
+    /// roles to groups instead where that can happen.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(validation = Rule::new("self.all(t, t.matches('^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$'))").message("toolAccess.rules[].groups must be Entra group object IDs (GUIDs)"))]
+    #[schemars(length(max = 32))]
+    #[schemars(inner(length(max = 36)))]
+    pub groups: Vec<String>,
+
+    /// Entra tenant IDs (the token's `tid`), any one of them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(validation = Rule::new("self.all(t, t.matches('^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$'))").message("toolAccess.rules[].tenants must be Entra tenant IDs (GUIDs)"))]
+    #[schemars(length(max = 32))]
+    #[schemars(inner(length(max = 36)))]
+    pub tenants: Vec<String>,
 }
 
 /// Where the extra CA certificates are.
@@ -433,7 +727,9 @@ pub struct AuthorizationServer {
     #[x_kube(validation = Rule::new("self >= 60 && self <= 86400").message("auth.authorizationServer.accessTokenTtlSeconds must be between 60 and 86400"))]
     pub access_token_ttl_seconds: u32,
 
-    /// Lifetime of a refresh token; each use returns a new one. Default 604800 (7 days).
+    /// How long one sign-in lasts: each use of a refresh token returns a new one that expires
+    /// at the same time, after which the user signs in again (and the app roles the gateway's
+    /// tokens carry are read anew). Default 604800 (7 days).
     #[serde(default = "default_refresh_token_ttl")]
     #[x_kube(validation = Rule::new("self >= 300 && self <= 7776000").message("auth.authorizationServer.refreshTokenTtlSeconds must be between 300 and 7776000 (90 days)"))]
     pub refresh_token_ttl_seconds: u32,

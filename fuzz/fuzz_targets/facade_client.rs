@@ -35,6 +35,7 @@ fn assert_safe_redirect(uri: &str) {
 }
 
 fuzz_target!(|data: &[u8]| {
+    mcp_gateway_fuzz::crypto();
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };

@@ -14,6 +14,7 @@ use mcp_gateway_sidecar::seal::Sealer;
 const KINDS: [Kind; 4] = [Kind::Client, Kind::Transaction, Kind::Code, Kind::Refresh];
 
 fuzz_target!(|data: &[u8]| {
+    mcp_gateway_fuzz::crypto();
     let sealer = Sealer::new(&[[0x5a; 32]]);
     // Presented text is checked against a key nothing is ever sealed with here: libFuzzer
     // replays strings it saw the target compare, including grants sealed below.
@@ -36,6 +37,8 @@ fuzz_target!(|data: &[u8]| {
         code_challenge: field(),
         scopes: vec![field()],
         subject: field(),
+        roles: vec![field()],
+        tenant: Some(field()),
         jti: field(),
         exp: u64::from(selector),
     };
@@ -50,6 +53,9 @@ fuzz_target!(|data: &[u8]| {
         client_id: code.client_id.clone(),
         subject: code.subject,
         scopes: code.scopes,
+        roles: code.roles,
+        tenant: code.tenant,
+        signed_in_at: code.exp,
         family: code.jti.clone(),
         jti: code.jti,
         exp: code.exp,

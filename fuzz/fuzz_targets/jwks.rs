@@ -107,6 +107,7 @@ fn admits(entry: &Value, probe: &Probe) -> bool {
 }
 
 fuzz_target!(|data: &[u8]| {
+    mcp_gateway_fuzz::crypto();
     let Ok(verifier) = StaticVerifier::new(&oidc::config(), data, oidc::MAX_TOKEN_BYTES) else {
         return;
     };

@@ -5,6 +5,13 @@ pub mod oidc;
 pub mod query;
 pub mod sse_client;
 
+/// Makes the sidecar's JWT crypto provider (aws-lc-rs) the process default. This crate enables
+/// two providers (see Cargo.toml), so jsonwebtoken cannot pick one by itself: every target
+/// that reaches JWT code calls this first (after the first call it is a no-op).
+pub fn crypto() {
+    let _ = jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER.install_default();
+}
+
 /// Splits `data` at each `sep`, into exactly `n` fields (missing ones empty, the last one
 /// taking the rest). The targets read several strings out of one input this way, so seeds
 /// stay readable files.

@@ -48,7 +48,12 @@ pub struct Keys {
     pub rsa_a_public_pem: &'static [u8],
 }
 
+/// The public half of `fixtures/rsa_1024.pem` (`openssl rsa -modulus`), written out because
+/// aws-lc-rs refuses to load a key that small, so it cannot derive it.
+const RSA_SMALL_N: &str = "u-qkaMY8aAxCzyTVpP94R49taa4-cSTAiITz5nu5M9TZr_hVAoHwr2zhLKDj73wY9E8B2K7Dh00hUeLxz1votKQViIO0LecqYicIbdLcGtxkfv7avlrqMPfbJZkNVok-FAhwOSqH5II1a-YcFwzRQf1eYJZvrZymI3fgJ7xH998";
+
 pub static KEYS: LazyLock<Keys> = LazyLock::new(|| {
+    crate::crypto();
     let public = |key: &EncodingKey, alg| {
         let mut jwk = Jwk::from_encoding_key(key, alg).expect("public JWK");
         jwk.common.key_algorithm = None;
@@ -72,7 +77,8 @@ pub static KEYS: LazyLock<Keys> = LazyLock::new(|| {
     Keys {
         rsa_a_jwk: public(&rsa_a, Algorithm::RS256),
         rsa_b_jwk: public(&rsa_b, Algorithm::RS256),
-        rsa_small_jwk: public(&rsa_small, Algorithm::RS256),
+        rsa_small_jwk: serde_json::from_value(json!({"kty": "RSA", "n": RSA_SMALL_N, "e": "AQAB"}))
+            .unwrap(),
         ec_jwk: public(&ec, Algorithm::ES256),
         ed_jwk: public(&ed, Algorithm::EdDSA),
         rsa_a,
@@ -110,6 +116,7 @@ pub fn jwks() -> Value {
 }
 
 pub static VERIFIER: LazyLock<StaticVerifier> = LazyLock::new(|| {
+    crate::crypto();
     StaticVerifier::new(&config(), jwks().to_string().as_bytes(), MAX_TOKEN_BYTES)
         .expect("the fixture JWKS has usable keys")
 });
@@ -186,7 +193,17 @@ pub fn sign(header: &[u8], payload: &[u8], signer: &Signer) -> String {
         Signer::Ps256B => (&k.rsa_b, Algorithm::PS256),
         Signer::Es256 => (&k.ec, Algorithm::ES256),
         Signer::EdDsa => (&k.ed, Algorithm::EdDSA),
-        Signer::Rs256Small => (&k.rsa_small, Algorithm::RS256),
+        Signer::Rs256Small => {
+            // RustCrypto still signs with 1024 bits; aws-lc-rs does not.
+            use signature::Signer as _;
+            let signer = (jsonwebtoken::crypto::rust_crypto::DEFAULT_PROVIDER.signer_factory)(
+                &Algorithm::RS256,
+                &k.rsa_small,
+            )
+            .expect("an RSA signer");
+            let sig = signer.try_sign(input.as_bytes()).expect("signs");
+            return format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig));
+        }
         Signer::Hs256(secret) => {
             let key = EncodingKey::from_secret(secret);
             let sig = jsonwebtoken::crypto::sign(input.as_bytes(), &key, Algorithm::HS256)

@@ -3,12 +3,16 @@
 //! what to fix (shown in the `ConfigValid` condition and an Event). Pure: no API calls.
 
 use mcp_gateway_contract::config::{
-    AuthConfig, ClientMetadataDocuments, Config, FacadeConfig, IdpConfig, IdpPreset,
-    KeyVaultConfig, Limits, OidcConfig, SessionConfig, SystemKeyConfig, Transport, UpstreamConfig,
+    AuditConfig, AuthConfig, CallerIdentity, ClientAddress, ClientMetadataDocuments, Config,
+    DEFAULT_CALLER_IDENTITY_HEADER, DEFAULT_FORWARDED_HEADER, FacadeConfig, IdpConfig, IdpPreset,
+    KeyVaultConfig, Limits, Observability, OidcConfig, RateLimit, RateLimits, SessionConfig,
+    SystemKeyConfig, ToolAccess, ToolDecision, ToolRateLimit, ToolRule, TracingConfig, Transport,
+    UpstreamConfig,
 };
 use mcp_gateway_crds::v1alpha1::{
-    AuthMode, IdpPreset as CrdPreset, KeyVaultSource, KeyVaultSync, McpGateway, SecretStoreRef,
-    SystemKey, Transport as CrdTransport,
+    self as crd, AuthMode, IdpPreset as CrdPreset, KeyVaultSource, KeyVaultSync, McpGateway,
+    RateLimits as CrdRateLimits, SecretStoreRef, SystemKey, ToolAccess as CrdToolAccess,
+    ToolDecision as CrdToolDecision, Transport as CrdTransport,
 };
 
 /// Where things are mounted in the sidecar container, and its ports: part of the contract
@@ -391,6 +395,28 @@ pub fn validate(gateway: &McpGateway) -> Result<Plan, String> {
             .trusted_ca
             .as_ref()
             .map(|_| format!("{TRUSTED_CA_DIR}/{TRUSTED_CA_FILE_NAME}").into()),
+        tool_access: spec.tool_access.as_ref().map(tool_access),
+        rate_limits: spec.rate_limits.as_ref().map(rate_limits),
+        caller_identity: spec.caller_identity.as_ref().map(|c| CallerIdentity {
+            header: c
+                .header
+                .clone()
+                .unwrap_or_else(|| DEFAULT_CALLER_IDENTITY_HEADER.into()),
+            ttl_seconds: c.ttl_seconds.unwrap_or(300),
+        }),
+        observability: spec
+            .observability
+            .as_ref()
+            .map(observability)
+            .transpose()?
+            .unwrap_or_default(),
+        client_address: spec.client_address.as_ref().map(|c| ClientAddress {
+            trusted_proxies: c.trusted_proxies.clone(),
+            header: c
+                .header
+                .clone()
+                .unwrap_or_else(|| DEFAULT_FORWARDED_HEADER.into()),
+        }),
     };
     sidecar.validate().map_err(|e| e.to_string())?;
     let url = sidecar.resource_url();
@@ -407,6 +433,44 @@ pub fn validate(gateway: &McpGateway) -> Result<Plan, String> {
     })
 }
 
+fn tool_access(crd: &CrdToolAccess) -> ToolAccess {
+    ToolAccess {
+        default: match crd.default {
+            CrdToolDecision::Allow => ToolDecision::Allow,
+            CrdToolDecision::Deny => ToolDecision::Deny,
+        },
+        rules: crd
+            .rules
+            .iter()
+            .map(|r| ToolRule {
+                tools: r.tools.clone(),
+                scopes: r.scopes.clone(),
+                roles: r.roles.clone(),
+                groups: r.groups.clone(),
+                tenants: r.tenants.clone(),
+            })
+            .collect(),
+    }
+}
+
+fn rate_limits(crd: &CrdRateLimits) -> RateLimits {
+    RateLimits {
+        per_caller: crd.per_caller.as_ref().map(|l| RateLimit {
+            requests_per_minute: l.requests_per_minute,
+            burst: l.burst,
+        }),
+        tools: crd
+            .tools
+            .iter()
+            .map(|t| ToolRateLimit {
+                tools: t.tools.clone(),
+                requests_per_minute: t.requests_per_minute,
+                burst: t.burst,
+            })
+            .collect(),
+    }
+}
+
 /// `/`, `/weather` or `/weather/` → `/` or `/weather` (no trailing slash but the root).
 pub fn normalize_prefix(prefix: &str) -> String {
     let trimmed = prefix.trim_end_matches('/');
@@ -415,6 +479,37 @@ pub fn normalize_prefix(prefix: &str) -> String {
     } else {
         trimmed.into()
     }
+}
+
+/// `spec.observability` as the sidecar reads it.
+fn observability(spec: &crd::Observability) -> Result<Observability, String> {
+    let tracing = match &spec.tracing {
+        None => None,
+        Some(t) => Some(TracingConfig {
+            otlp_endpoint: t.otlp_endpoint.parse().map_err(|_| {
+                "observability.tracing.otlpEndpoint must be an http(s) URL such as http://otel-collector.monitoring:4318".to_string()
+            })?,
+            sampling_ratio: match &t.sampling_ratio {
+                None => 1.0,
+                Some(r) => r.parse().map_err(|_| {
+                    "observability.tracing.samplingRatio must be a decimal from 0 to 1, such as \"0.1\"".to_string()
+                })?,
+            },
+            trust_incoming_trace_context: t.trust_incoming_trace_context,
+            service_name: t
+                .service_name
+                .clone()
+                .unwrap_or_else(|| "mcp-gateway".into()),
+        }),
+    };
+    let audit = spec
+        .audit
+        .as_ref()
+        .map_or_else(AuditConfig::default, |a| AuditConfig {
+            enabled: a.enabled.unwrap_or(true),
+            include_arguments: a.include_arguments,
+        });
+    Ok(Observability { tracing, audit })
 }
 
 #[cfg(test)]
@@ -433,6 +528,73 @@ pub(crate) mod tests {
             validate(&gw).unwrap().sidecar.upstream.transports,
             vec![Transport::StreamableHttp, Transport::Sse]
         );
+    }
+
+    #[test]
+    fn tool_rules_rate_limits_and_caller_identity_reach_the_sidecar_config() {
+        let mut spec = oidc_spec();
+        spec["toolAccess"] = serde_json::json!({"default": "Deny", "rules": [
+            {"tools": ["get_*"]},
+            {"tools": ["admin_*"], "roles": ["Weather.Admin"], "scopes": ["mcp.admin"]},
+        ]});
+        spec["rateLimits"] = serde_json::json!({
+            "perCaller": {"requestsPerMinute": 600},
+            "tools": [{"tools": ["search"], "requestsPerMinute": 6, "burst": 2}],
+        });
+        spec["callerIdentity"] = serde_json::json!({});
+        let sidecar = validate(&gateway(spec)).unwrap().sidecar;
+        let access = sidecar.tool_access.unwrap();
+        assert_eq!(access.default, ToolDecision::Deny);
+        assert_eq!(access.rules[1].roles, ["Weather.Admin"]);
+        assert_eq!(access.rules[1].scopes, ["mcp.admin"]);
+        let limits = sidecar.rate_limits.unwrap();
+        assert_eq!(limits.per_caller.unwrap().burst_or_default(), 60);
+        assert_eq!(limits.tools[0].limit().burst_or_default(), 2);
+        let identity = sidecar.caller_identity.unwrap();
+        assert_eq!(
+            (identity.header.as_str(), identity.ttl_seconds),
+            (DEFAULT_CALLER_IDENTITY_HEADER, 300)
+        );
+
+        // Absent: off, as before.
+        let plain = validate(&gateway(oidc_spec())).unwrap().sidecar;
+        assert!(plain.tool_access.is_none() && plain.rate_limits.is_none());
+        assert!(plain.caller_identity.is_none());
+    }
+
+    #[test]
+    fn observability_and_client_address_reach_the_sidecar_config() {
+        let mut spec = oidc_spec();
+        spec["observability"] = serde_json::json!({
+            "tracing": {"otlpEndpoint": "http://otel-collector.monitoring:4318", "samplingRatio": "0.25"},
+            "audit": {"includeArguments": true},
+        });
+        spec["clientAddress"] = serde_json::json!({"trustedProxies": ["10.244.0.0/16"]});
+        let sidecar = validate(&gateway(spec.clone())).unwrap().sidecar;
+        let tracing = sidecar.observability.tracing.unwrap();
+        assert_eq!(
+            tracing.traces_url(),
+            "http://otel-collector.monitoring:4318/v1/traces"
+        );
+        assert_eq!(tracing.sampling_ratio, 0.25);
+        assert!(!tracing.trust_incoming_trace_context);
+        assert_eq!(tracing.service_name, "mcp-gateway");
+        assert!(
+            sidecar.observability.audit.enabled && sidecar.observability.audit.include_arguments
+        );
+        let client = sidecar.client_address.unwrap();
+        assert_eq!(client.header, DEFAULT_FORWARDED_HEADER);
+        assert_eq!(client.trusted_proxies, ["10.244.0.0/16"]);
+
+        // An object stored before the CRD's rules: the operator's own checks refuse it.
+        spec["observability"]["tracing"]["samplingRatio"] = serde_json::json!("2");
+        let error = validate(&gateway(spec)).unwrap_err();
+        assert!(error.contains("samplingRatio"), "{error}");
+
+        // Absent: audit records on, no traces, the connection's address.
+        let plain = validate(&gateway(oidc_spec())).unwrap().sidecar;
+        assert!(plain.observability.tracing.is_none() && plain.observability.audit.enabled);
+        assert!(plain.client_address.is_none());
     }
 
     pub fn gateway(spec: serde_json::Value) -> McpGateway {

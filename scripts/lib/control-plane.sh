@@ -50,6 +50,8 @@ cp_load_versions() {
     [[ ${GATEWAY_API_VERSION:-} =~ ^v1\.[0-9]+\.[0-9]+$ ]] || cp_die "bad GATEWAY_API_VERSION '${GATEWAY_API_VERSION:-}' in $f"
     CP_TRAEFIK="$CP_BIN_DIR/traefik-$TRAEFIK_VERSION"
     CP_GATEWAY_API_CRDS="$CP_CACHE_DIR/gateway-api-$GATEWAY_API_VERSION-standard.yaml"
+    [[ ${OTELCOL_VERSION:-} =~ ^v0\.[0-9]+\.[0-9]+$ ]] || cp_die "bad OTELCOL_VERSION '${OTELCOL_VERSION:-}' in $f"
+    CP_OTELCOL="$CP_BIN_DIR/otelcol-$OTELCOL_VERSION"
 }
 
 # The go command environment for every build step.
@@ -235,6 +237,22 @@ cp_build_helm() {
     cp_log "installed helm in $((SECONDS - t0))s"
 }
 
+# The binary cache's one build lock: builds wait for each other (one go build at a time is
+# all two cores take), and a build that waited finds what the other one built.
+cp_lock_builds() {
+    local lock="$CP_BIN_DIR/.build.lock"
+    exec {CP_BUILD_LOCK_FD}>"$lock" || cp_die "cannot open $lock"
+    if ! flock -n "$CP_BUILD_LOCK_FD"; then
+        cp_log "another build holds $lock; waiting for it"
+        flock "$CP_BUILD_LOCK_FD" || cp_die "cannot lock $lock"
+    fi
+}
+
+cp_unlock_builds() {
+    flock -u "$CP_BUILD_LOCK_FD"
+    exec {CP_BUILD_LOCK_FD}>&-
+}
+
 # Builds whatever is not cached yet. Safe to run concurrently (flock).
 cp_build() {
     cp_load_versions
@@ -244,20 +262,14 @@ cp_build() {
     fi
     cp_go_env
     cp_check_wrappers
-    local lock="$CP_BIN_DIR/.build.lock" fd
-    exec {fd}>"$lock" || cp_die "cannot open $lock"
-    if ! flock -n "$fd"; then
-        cp_log "another build holds $lock; waiting for it"
-        flock "$fd" || cp_die "cannot lock $lock"
-    fi
+    cp_lock_builds
     # Another build may have finished while we waited.
     [[ -x $CP_ETCD ]] || cp_build_etcd
     [[ -x $CP_HELM ]] || cp_build_helm
     [[ -x $CP_KUBE_APISERVER ]] || cp_build_kube kube-apiserver
     # Leftovers of interrupted builds (only ours are locked out, so any tmp is stale).
     rm -rf "$CP_BIN_DIR"/.*.tmp.* 2>/dev/null || true
-    flock -u "$fd"
-    exec {fd}>&-
+    cp_unlock_builds
 }
 
 # The node's binaries (kube-controller-manager, kube-scheduler, kubelet, kube-proxy),
@@ -271,19 +283,13 @@ cp_build_node() {
     cp_build
     cp_node_built && return 0
     cp_go_env
-    local lock="$CP_BIN_DIR/.build.lock" fd
-    exec {fd}>"$lock" || cp_die "cannot open $lock"
-    if ! flock -n "$fd"; then
-        cp_log "another build holds $lock; waiting for it"
-        flock "$fd" || cp_die "cannot lock $lock"
-    fi
+    cp_lock_builds
     local name
     for name in kube-controller-manager kube-scheduler kube-proxy kubelet; do
         [[ -x $CP_BIN_DIR/$name-$KUBE_VERSION ]] || cp_build_kube "$name"
     done
     rm -rf "$CP_BIN_DIR"/.*.tmp.* 2>/dev/null || true
-    flock -u "$fd"
-    exec {fd}>&-
+    cp_unlock_builds
 }
 
 # The standard-channel Gateway API CRDs, out of the sigs.k8s.io/gateway-api module at
@@ -316,12 +322,7 @@ cp_build_traefik() {
     local dir="$CP_TOOLS_DIR/traefik"
     grep -qE "^require github.com/traefik/traefik/v3 $TRAEFIK_VERSION( |\$)" "$dir/go.mod" 2>/dev/null ||
         cp_die "tools/control-plane/traefik/go.mod does not pin traefik $TRAEFIK_VERSION (versions.env)"
-    local lock="$CP_BIN_DIR/.build.lock" fd
-    exec {fd}>"$lock" || cp_die "cannot open $lock"
-    if ! flock -n "$fd"; then
-        cp_log "another build holds $lock; waiting for it"
-        flock "$fd" || cp_die "cannot lock $lock"
-    fi
+    cp_lock_builds
     if [[ ! -x $CP_TRAEFIK ]]; then
         local tmp="$CP_BIN_DIR/.traefik-$TRAEFIK_VERSION.tmp.$$" t0=$SECONDS
         local ld="-s -w -X github.com/traefik/traefik/v3/pkg/version.Version=$TRAEFIK_VERSION -X github.com/traefik/traefik/v3/pkg/version.Codename=local"
@@ -332,8 +333,36 @@ cp_build_traefik() {
         cp_log "built traefik in $((SECONDS - t0))s"
     fi
     cp_gateway_api_crds
-    flock -u "$fd"
-    exec {fd}>&-
+    cp_unlock_builds
+}
+
+# The OpenTelemetry Collector of the tests (tests/src/otel_collector.rs) from the wrapper
+# module tools/control-plane/otelcol (main.go: the core OTLP receiver and the contrib file
+# exporter, factories as the collector builder writes them), with the version stamped.
+# A few minutes on a fresh machine, then cached by version.
+cp_build_otelcol() {
+    cp_load_versions
+    mkdir -p "$CP_BIN_DIR" || cp_die "cannot create $CP_BIN_DIR"
+    [[ -x $CP_OTELCOL ]] && return 0
+    cp_go_env
+    local dir="$CP_TOOLS_DIR/otelcol"
+    grep -qE "^[[:space:]]*go.opentelemetry.io/collector/otelcol $OTELCOL_VERSION( |\$)" "$dir/go.mod" 2>/dev/null ||
+        cp_die "tools/control-plane/otelcol/go.mod does not pin go.opentelemetry.io/collector/otelcol $OTELCOL_VERSION (versions.env)"
+    grep -qE "^[[:space:]]*github.com/open-telemetry/opentelemetry-collector-contrib/exporter/fileexporter $OTELCOL_VERSION( |\$)" "$dir/go.mod" 2>/dev/null ||
+        cp_die "tools/control-plane/otelcol/go.mod does not pin the contrib fileexporter at $OTELCOL_VERSION (versions.env): every collector module is at one release"
+    cp_lock_builds
+    if [[ ! -x $CP_OTELCOL ]]; then
+        local tmp="$CP_BIN_DIR/.otelcol-$OTELCOL_VERSION.tmp.$$" t0=$SECONDS
+        # The v1.x modules of the same release (for `otelcol components`), as go.mod pins them.
+        local v1; v1="$(awk '$1 == "go.opentelemetry.io/collector/confmap" {print $2; exit}' "$dir/go.mod")"
+        local ld="-s -w -X main.version=$OTELCOL_VERSION -X main.providerVersion=${v1:-unknown}"
+        cp_log "building the OpenTelemetry Collector $OTELCOL_VERSION (a few minutes on a fresh machine) -> $CP_OTELCOL"
+        (cd "$dir" && go build -mod=readonly -trimpath -ldflags "$ld" -o "$tmp" .) >&2 ||
+            { rm -f "$tmp"; cp_die "building the OpenTelemetry Collector failed"; }
+        cp_finish_atomic "$CP_OTELCOL" "$tmp"
+        cp_log "built the OpenTelemetry Collector in $((SECONDS - t0))s"
+    fi
+    cp_unlock_builds
 }
 
 # Prints NAME=path for each cached binary; fails if one is missing.
@@ -352,6 +381,8 @@ cp_paths() {
     # Built only for the real-node tier (traefik-build): listed once built.
     [[ -x $CP_TRAEFIK ]] && printf 'TRAEFIK=%s\n' "$CP_TRAEFIK"
     [[ -s $CP_GATEWAY_API_CRDS ]] && printf 'GATEWAY_API_CRDS=%s\n' "$CP_GATEWAY_API_CRDS"
+    # Built for the telemetry tests (otelcol-build): listed once built.
+    [[ -x $CP_OTELCOL ]] && printf 'OTELCOL=%s\n' "$CP_OTELCOL"
     local kubectl; kubectl="$(command -v kubectl 2>/dev/null || true)"
     [[ -n $kubectl ]] && printf 'KUBECTL=%s\n' "$kubectl"
     return "$missing"

@@ -6,6 +6,12 @@ ensure_control_plane() {
     scripts/local-cluster build >&2
 }
 
+# The OpenTelemetry Collector the tracing tests export to (tests/src/otel_collector.rs;
+# scripts/local-cluster otelcol-build: a few minutes once, then cached). Not root-only.
+ensure_otel_collector() {
+    scripts/local-cluster otelcol-build >&2
+}
+
 # The node of the tier-5 tests (tests/tests/real_node.rs): kubelet & co. from the same Go
 # module, Debian packages, the pause image (scripts/local-cluster node-build, cached), and
 # Traefik with the Gateway API CRDs (scripts/local-cluster traefik-build, cached). Root

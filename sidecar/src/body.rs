@@ -16,7 +16,30 @@ use hyper::body::Incoming;
 use tokio::time::Instant;
 
 use crate::metrics::Metrics;
-use crate::sse::EndpointRewriter;
+
+/// A rewrite of a streamed body: bytes in as they arrive, bytes out (possibly held back
+/// until more arrive), the rest at the end.
+pub trait Transform: Send {
+    fn push(&mut self, chunk: &[u8]) -> Bytes;
+    fn finish(&mut self) -> Bytes;
+}
+
+/// One transform, then another.
+pub struct Chain(pub Box<dyn Transform>, pub Box<dyn Transform>);
+
+impl Transform for Chain {
+    fn push(&mut self, chunk: &[u8]) -> Bytes {
+        let first = self.0.push(chunk);
+        self.1.push(&first)
+    }
+
+    fn finish(&mut self) -> Bytes {
+        let first = self.0.finish();
+        let mut out = self.1.push(&first).to_vec();
+        out.extend_from_slice(&self.1.finish());
+        out.into()
+    }
+}
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub type Body = UnsyncBoxBody<Bytes, BoxError>;
@@ -71,7 +94,7 @@ pub struct RelayOptions {
 
 struct Relay<B> {
     upstream: B,
-    rewriter: Option<EndpointRewriter>,
+    rewriter: Option<Box<dyn Transform>>,
     options: RelayOptions,
     _open: Option<OpenStream>,
     done: bool,
@@ -109,10 +132,11 @@ impl<B> Relay<B> {
 }
 
 /// Streams an upstream body to the client. `event_stream` marks a long-lived SSE response
-/// (counted in `open_streams`, kept alive); `rewriter` applies to legacy SSE only.
+/// (counted in `open_streams`, kept alive); `rewriter` rewrites the bytes (the legacy SSE
+/// endpoint, tool lists).
 pub fn relay(
     upstream: Incoming,
-    rewriter: Option<EndpointRewriter>,
+    rewriter: Option<Box<dyn Transform>>,
     options: RelayOptions,
     event_stream: bool,
     metrics: &Arc<Metrics>,
@@ -123,7 +147,7 @@ pub fn relay(
 /// [`relay`] for any body (tests feed it from a channel).
 fn relay_body<B>(
     upstream: B,
-    rewriter: Option<EndpointRewriter>,
+    rewriter: Option<Box<dyn Transform>>,
     options: RelayOptions,
     event_stream: bool,
     metrics: &Arc<Metrics>,
@@ -228,6 +252,7 @@ mod tests {
     use tokio::sync::mpsc;
 
     use super::*;
+    use crate::sse::EndpointRewriter;
 
     const SECOND: Duration = Duration::from_secs(1);
 
@@ -237,7 +262,10 @@ mod tests {
         relayed_with(own, None)
     }
 
-    fn relayed_with(own: bool, rewriter: Option<EndpointRewriter>) -> (mpsc::Sender<Bytes>, Body) {
+    fn relayed_with(
+        own: bool,
+        rewriter: Option<Box<dyn Transform>>,
+    ) -> (mpsc::Sender<Bytes>, Body) {
         let (tx, rx) = mpsc::channel::<Bytes>(8);
         let upstream =
             StreamBody::new(tokio_stream_from(rx).map(|b| Ok::<_, Infallible>(Frame::data(b))));
@@ -331,7 +359,7 @@ mod tests {
             "/weather/message".into(),
             "/runtime/webhooks/mcp/message".into(),
         );
-        let (tx, mut body) = relayed_with(false, Some(rewriter));
+        let (tx, mut body) = relayed_with(false, Some(Box::new(rewriter)));
         assert_eq!(next(&mut body).await.unwrap().unwrap(), KEEP_ALIVE);
         tx.send(Bytes::from_static(b"\xEF\xBB\xBFevent: endpoint\n"))
             .await

@@ -7,19 +7,23 @@ use crate::code_param;
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1) and others that describe one connection, not the
 /// message; `Proxy-*` ones carry credentials for a proxy that is not us.
-const HOP_BY_HOP: [&str; 9] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
+const HOP_BY_HOP: [HeaderName; 9] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
 ];
+/// The key header the Functions host reads, whatever header the config names.
+const FUNCTIONS_KEY: HeaderName = HeaderName::from_static("x-functions-key");
+const ACCEL_BUFFERING: HeaderName = HeaderName::from_static("x-accel-buffering");
 
-fn remove_hop_by_hop(headers: &mut HeaderMap) {
+pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    // The headers `Connection` names (none without one: an empty Vec does not allocate).
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -30,7 +34,7 @@ fn remove_hop_by_hop(headers: &mut HeaderMap) {
     for name in named {
         headers.remove(name);
     }
-    for name in HOP_BY_HOP {
+    for name in &HOP_BY_HOP {
         headers.remove(name);
     }
 }
@@ -59,8 +63,7 @@ pub fn upstream_request_headers(
         headers.remove(name);
     }
     headers.remove(key_header);
-    // Both spellings the Functions host reads, whatever header the config names.
-    headers.remove("x-functions-key");
+    headers.remove(FUNCTIONS_KEY);
     let mut key = key.clone();
     key.set_sensitive(true);
     headers.insert(key_header.clone(), key);
@@ -74,7 +77,7 @@ pub fn client_response_headers(mut headers: HeaderMap) -> HeaderMap {
     remove_hop_by_hop(&mut headers);
     headers.remove(header::SET_COOKIE);
     if is_event_stream(&headers) {
-        headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+        headers.insert(ACCEL_BUFFERING, HeaderValue::from_static("no"));
         headers
             .entry(header::CACHE_CONTROL)
             .or_insert(HeaderValue::from_static("no-cache"));

@@ -35,6 +35,7 @@ use tokio::time::Instant;
 use crate::body::{self, Body, BoxError, KEEP_ALIVE, RelayOptions};
 use crate::forward;
 use crate::metrics::{Metrics, Outcome, Route as RouteLabel};
+use crate::tools_list::ToolsView;
 use crate::upstream::UpstreamFailure;
 
 /// The upstream request still in flight.
@@ -110,11 +111,16 @@ pub struct Options {
 }
 
 /// What the outcome's log line repeats from the request's (which is written when the stream
-/// opens, with status 200).
-#[derive(Clone, Debug, Default)]
+/// opens, with status 200), and what is said once the outcome is known: the request's span
+/// and audit records, with the upstream's status (or the failure's) and reason.
+#[derive(Default)]
 pub struct LogContext {
     pub request_id: String,
+    pub finish: Option<Finish>,
 }
+
+/// Says the request's outcome: its status and, when the gateway answered itself, why.
+pub type Finish = Box<dyn FnOnce(StatusCode, Option<&'static str>) + Send>;
 
 enum Phase {
     Waiting(Pending),
@@ -132,6 +138,8 @@ struct State {
     metrics: Arc<Metrics>,
     started: Instant,
     log: LogContext,
+    /// Filters a tool list in the answer, with per-tool rules.
+    tools: Option<ToolsView>,
     /// Counts the stream in `open_streams` while the gateway holds it open itself.
     _open: Option<body::OpenStream>,
 }
@@ -145,6 +153,7 @@ pub fn respond(
     metrics: Arc<Metrics>,
     started: Instant,
     log: LogContext,
+    tools: Option<ToolsView>,
 ) -> Response<Body> {
     metrics
         .long_calls
@@ -158,6 +167,7 @@ pub fn respond(
         metrics,
         started,
         log,
+        tools,
     };
     let first = futures::stream::once(async { Ok(Frame::data(Bytes::from_static(KEEP_ALIVE))) });
     let rest = futures::stream::unfold(state, next_frame);
@@ -219,6 +229,22 @@ async fn next_frame(mut s: State) -> Option<(Item, State)> {
     }
 }
 
+/// The client left before the answer: its records say so (the upstream call is dropped with
+/// the state).
+impl Drop for State {
+    fn drop(&mut self) {
+        if let Some(finish) = self.log.finish.take() {
+            finish(CLIENT_GONE, Some("client_gone"));
+        }
+    }
+}
+
+/// The status nginx logs for a request whose client closed the connection first.
+const CLIENT_GONE: StatusCode = match StatusCode::from_u16(499) {
+    Ok(status) => status,
+    Err(_) => StatusCode::BAD_REQUEST,
+};
+
 impl State {
     /// What follows the keep-alives once the upstream has answered (or failed), and the bytes
     /// that start it.
@@ -239,6 +265,13 @@ impl State {
         let failed = |status: StatusCode, message: &str| {
             (Phase::Done, Some(error_event(&self.id, status, message)))
         };
+        let said = match &answer {
+            Err(failure) => (failure.status(), Some(failure.reason())),
+            Ok(response) => (response.status(), None),
+        };
+        if let Some(finish) = self.log.finish.take() {
+            finish(said.0, said.1);
+        }
         let (outcome, next) = match answer {
             Err(failure) => ("failed", failed(failure.status(), failure.message())),
             Ok(response) if !response.status().is_success() => {
@@ -252,14 +285,21 @@ impl State {
                 )
             }
             Ok(response) if forward::is_event_stream(response.headers()) => {
-                let relayed =
-                    body::relay(response.into_body(), None, relay(true), true, &self.metrics);
+                let filter = self.tools.take().and_then(|t| t.filter(true));
+                let relayed = body::relay(
+                    response.into_body(),
+                    filter,
+                    relay(true),
+                    true,
+                    &self.metrics,
+                );
                 ("answered", (Phase::Events(relayed), None))
             }
             Ok(response) if is_json(response.headers()) => {
+                let filter = self.tools.take().and_then(|t| t.filter(false));
                 let relayed = body::relay(
                     response.into_body(),
-                    None,
+                    filter,
                     relay(false),
                     false,
                     &self.metrics,

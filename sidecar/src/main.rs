@@ -6,11 +6,14 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::Parser;
 use mcp_gateway_sidecar::auth::Authenticator;
+use mcp_gateway_sidecar::caller_identity::CallerKeys;
 use mcp_gateway_sidecar::config::{AuthConfig, Config, OidcConfig};
 use mcp_gateway_sidecar::facade::Facade;
 use mcp_gateway_sidecar::facade::keys::FacadeKeys;
 use mcp_gateway_sidecar::fetch;
 use mcp_gateway_sidecar::key::SystemKey;
+use mcp_gateway_sidecar::log_format::JsonLines;
+use mcp_gateway_sidecar::log_sink::LogSink;
 use mcp_gateway_sidecar::metrics::Metrics;
 use mcp_gateway_sidecar::polled_file::KeysFile;
 use mcp_gateway_sidecar::proxy::Gateway;
@@ -31,16 +34,11 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    // Log lines are written by a background thread, so a request never waits on stderr;
-    // not lossy: when the buffer is full, logging applies backpressure rather than dropping
-    // request records.
-    let (log_writer, log_guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(false)
-        .finish(std::io::stderr());
+    // Log lines are written in batches by a background thread, so a request never waits on
+    // stderr; not lossy (see `log_sink`).
+    let (log_writer, log_guard) = LogSink::new(std::io::stderr());
     tracing_subscriber::fmt()
-        .json()
-        .flatten_event(true)
-        .with_current_span(false)
+        .event_format(JsonLines)
         .with_writer(log_writer)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("MCP_GATEWAY_LOG")
@@ -174,7 +172,25 @@ async fn run(args: Args) -> anyhow::Result<()> {
         resource = %config.resource_url(),
         "mcp-gateway-sidecar started"
     );
-    let gateway = Arc::new(Gateway::new(config, key, auth, facade, sessions, metrics)?);
+    // Caller-identity keys come from the session keys file, through a purpose of their own.
+    let caller_keys = match (&config.caller_identity, &config.session.keys_file) {
+        (None, _) => None,
+        (Some(_), Some(path)) => {
+            let keys = KeysFile::load(path, "session keys", CallerKeys::from_file_text)?;
+            keys.start(|_| {});
+            Some(keys)
+        }
+        (Some(_), None) => Some(KeysFile::fixed(CallerKeys::random())),
+    };
+    let gateway = Arc::new(Gateway::new(
+        config,
+        key,
+        auth,
+        facade,
+        sessions,
+        metrics,
+        caller_keys,
+    )?);
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = |mut rx: watch::Receiver<bool>| async move {
@@ -185,13 +201,19 @@ async fn run(args: Args) -> anyhow::Result<()> {
         gateway.clone(),
         stopped(stop_rx.clone()),
     ));
-    let admin_task = tokio::spawn(server::serve_admin(admin, gateway, stopped(stop_rx)));
+    let admin_task = tokio::spawn(server::serve_admin(
+        admin,
+        gateway.clone(),
+        stopped(stop_rx),
+    ));
 
     shutdown_signal().await;
     tracing::info!("shutting down; draining open requests and streams");
     let _ = stop_tx.send(true);
     let _ = public_task.await;
     let _ = admin_task.await;
+    // The last export blocks until it is posted, by a task on this runtime: not on a worker.
+    let _ = tokio::task::spawn_blocking(move || gateway.shutdown()).await;
     Ok(())
 }
 

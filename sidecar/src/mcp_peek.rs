@@ -25,7 +25,7 @@ struct Params {
     uri: Option<String>,
 }
 
-fn clip(s: &str) -> String {
+pub fn clip(s: &str) -> String {
     s.chars()
         .take(MAX_FIELD)
         .filter(|c| !c.is_control())
@@ -40,6 +40,12 @@ pub fn peek(headers: &HeaderMap, body: &[u8]) -> Peek {
             name: header("mcp-name"),
         };
     }
+    of_body(body)
+}
+
+/// What the body says, whatever the headers claim: for audit records, which a client must
+/// not be able to steer with an `Mcp-Method` or `Mcp-Name` header the body contradicts.
+pub fn of_body(body: &[u8]) -> Peek {
     match serde_json::from_slice::<Message>(body) {
         Ok(m) => Peek {
             method: m.method.as_deref().map(clip),

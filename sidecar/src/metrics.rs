@@ -1,5 +1,6 @@
 //! Prometheus metrics. Labels are closed sets chosen by the code (route names, status codes,
-//! failure reasons), never request data, so no token, key or user input becomes a label.
+//! failure reasons) or written in the config (the tool names and patterns of per-tool
+//! rules), never request data, so no token, key or user input becomes a label.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -43,6 +44,20 @@ pub struct OauthLabels {
     pub outcome: &'static str,
 }
 
+/// A `tools/call` decision: the config's tool name or pattern that decided it (or
+/// `default`), and `allowed`, `step_up` or `denied`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ToolCall {
+    pub rule: String,
+    pub decision: &'static str,
+}
+
+/// The limit that refused a request: `caller`, or a tool rule's patterns from the config.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Limit {
+    pub limit: String,
+}
+
 /// Every metric the sidecar exports.
 pub struct Metrics {
     pub requests: Family<RouteStatus, Counter>,
@@ -60,6 +75,8 @@ pub struct Metrics {
     pub key_source_failing: Gauge,
     pub long_calls: Family<Outcome, Counter>,
     pub upstream_platform_refusals: Counter,
+    pub tool_calls: Family<ToolCall, Counter>,
+    pub rate_limited: Family<Limit, Counter>,
     registry: Registry,
 }
 
@@ -148,7 +165,21 @@ impl Metrics {
             "Requests App Service Authentication refused in front of the Function App (not the key: no retry, no verdict on it)",
             upstream_platform_refusals.clone(),
         );
+        let tool_calls = Family::<ToolCall, Counter>::default();
+        registry.register(
+            "tool_calls",
+            "tools/call requests by the per-tool rule that decided them (its tool name or pattern, or default) and the decision",
+            tool_calls.clone(),
+        );
+        let rate_limited = Family::<Limit, Counter>::default();
+        registry.register(
+            "rate_limited",
+            "Requests refused with 429 by the limit that refused them (caller, or a tool rule's patterns)",
+            rate_limited.clone(),
+        );
         Self {
+            rate_limited,
+            tool_calls,
             upstream_platform_refusals,
             long_calls,
             oauth,

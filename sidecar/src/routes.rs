@@ -16,6 +16,9 @@ pub enum Route {
     ResourceMetadata,
     /// The authorization-server facade (`auth.mode: AuthorizationServer` only).
     Facade(Endpoint),
+    /// `<prefix>/caller-identity/jwks`: the keys that verify caller-identity assertions
+    /// (with `callerIdentity` only).
+    CallerKeys,
     NotFound,
 }
 
@@ -28,6 +31,7 @@ impl Route {
             Route::Message => "message",
             Route::ResourceMetadata => "resource_metadata",
             Route::Facade(endpoint) => endpoint.name(),
+            Route::CallerKeys => "caller_keys",
             Route::NotFound => "not_found",
         }
     }
@@ -75,6 +79,7 @@ pub fn route(config: &Config, path: &str) -> Route {
         "/mcp" if config.serves(Transport::StreamableHttp) => Route::Mcp,
         "/sse" if config.serves(Transport::Sse) => Route::Sse,
         "/message" if config.serves(Transport::Sse) => Route::Message,
+        "/caller-identity/jwks" if config.caller_identity.is_some() => Route::CallerKeys,
         _ => Route::NotFound,
     }
 }

@@ -57,8 +57,11 @@ where
         let handler = handler.clone();
         let service = service_fn(move |mut req: Request<Incoming>| {
             req.extensions_mut().insert(ClientAddr(peer));
-            let handler = handler.clone();
-            async move { Ok::<_, Infallible>(handler(req).await) }
+            // Boxed so the request's future is freed when its response is ready: hyper keeps
+            // the slot for an in-flight future as long as the connection, and an SSE stream's
+            // connection lives for hours.
+            let response = Box::pin(handler.clone()(req));
+            async move { Ok::<_, Infallible>(response.await) }
         });
         let connection = builder
             .serve_connection(TokioIo::new(stream), service)

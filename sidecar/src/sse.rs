@@ -368,6 +368,16 @@ impl EndpointRewriter {
 }
 
 /// `<last segment of the upstream message path>?`, which starts a query worth scrubbing.
+impl crate::body::Transform for EndpointRewriter {
+    fn push(&mut self, chunk: &[u8]) -> Bytes {
+        EndpointRewriter::push(self, chunk)
+    }
+
+    fn finish(&mut self) -> Bytes {
+        EndpointRewriter::finish(self)
+    }
+}
+
 fn message_anchor(upstream_message_path: &str) -> Vec<u8> {
     let segment = upstream_message_path.rsplit('/').next().unwrap_or_default();
     format!("{segment}?").into_bytes()

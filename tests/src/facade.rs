@@ -64,6 +64,20 @@ impl EntraLike {
             _process: process,
         })
     }
+
+    /// Later sign-ins are made as `subject`, with these app roles in its ID tokens.
+    pub async fn sign_in_as(&self, subject: &str, roles: &[&str]) -> anyhow::Result<()> {
+        let origin = url::Url::parse(&self.issuer)?
+            .origin()
+            .ascii_serialization();
+        let res = reqwest::Client::new()
+            .post(format!("{origin}/_test/subject"))
+            .query(&[("sub", subject), ("roles", &roles.join(","))])
+            .send()
+            .await?;
+        anyhow::ensure!(res.status().is_success(), "set subject: {}", res.status());
+        Ok(())
+    }
 }
 
 /// Files a facade gateway reads.

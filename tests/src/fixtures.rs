@@ -225,6 +225,9 @@ pub const ENTRA_TENANT_ID: &str = "5e7a1c3b-0d2f-4e8a-9b6c-7f1e2d3c4b5a";
 /// exactly (port included). Present only when redirect URIs are given and `clients` is not.
 pub const ENTRA_GATEWAY_CLIENT_ID: &str = "0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d";
 pub const ENTRA_GATEWAY_CLIENT_SECRET: &str = "gateway-test-secret";
+/// VS Code's client ID, a public client (code + PKCE, loopback redirect) that Entra admins
+/// pre-authorize on the API; registered in the `--entra-like` fixture by default.
+pub const VSCODE_CLIENT_ID: &str = "aebc6443-996d-45c2-90f0-388ff96faa56";
 
 /// Options for [`Idp::start_entra_like`].
 #[derive(Debug, Default, Clone)]
@@ -239,6 +242,9 @@ pub struct EntraLike {
     pub tenant_id: Option<String>,
     /// The user logins are made as (default `test-user`); see also [`Idp::set_subject`].
     pub subject: Option<String>,
+    /// Replaces the scopes the IdP knows (default `openid profile email offline_access
+    /// api://<API>/mcp.tools`), space-separated.
+    pub scopes: Option<String>,
     /// Listen on this address of this machine's own over https, with `dir/leaf.pem` signed by
     /// the private CA `dir/ca.pem` ([`crate::tls::make_certificates_for`]).
     pub https: Option<(String, std::path::PathBuf)>,
@@ -312,6 +318,9 @@ impl Idp {
         if let Some(subject) = &options.subject {
             c.args(["--subject", subject]);
         }
+        if let Some(scopes) = &options.scopes {
+            c.args(["--scopes", scopes]);
+        }
         if let Some((host, dir)) = &options.https {
             c.args(["--host", host])
                 .arg("--tls-cert")
@@ -378,6 +387,22 @@ impl Idp {
         let res = reqwest::Client::new()
             .post(format!("{}/_test/subject", self.url))
             .query(&[("sub", subject)])
+            .send()
+            .await?;
+        anyhow::ensure!(res.status().is_success(), "set subject: {}", res.status());
+        Ok(res.json().await?)
+    }
+
+    /// Like [`Idp::set_subject`], and assigns that user these app roles (Entra-like: in its
+    /// ID tokens' `roles`).
+    pub async fn set_subject_with_roles(
+        &self,
+        subject: &str,
+        roles: &[&str],
+    ) -> anyhow::Result<Value> {
+        let res = reqwest::Client::new()
+            .post(format!("{}/_test/subject", self.url))
+            .query(&[("sub", subject), ("roles", &roles.join(","))])
             .send()
             .await?;
         anyhow::ensure!(res.status().is_success(), "set subject: {}", res.status());
@@ -492,6 +517,14 @@ pub fn python_client(args: &[&str]) -> anyhow::Result<(bool, Value, String)> {
 /// counterpart of [`mcp_oauth_client`]; returns the same as [`mcp_client`].
 pub fn python_oauth_client(args: &[&str]) -> anyhow::Result<(bool, Value, String)> {
     let mut c = python_command("mcp_oauth_client.py");
+    c.args(args);
+    run_client(c)
+}
+
+/// Runs docs/caller-identity.md's Python sample (`tests/fixtures/python/verify_caller.py`)
+/// on an assertion in a file.
+pub fn python_verify_caller(args: &[&str]) -> anyhow::Result<(bool, Value, String)> {
+    let mut c = python_command("verify_caller.py");
     c.args(args);
     run_client(c)
 }

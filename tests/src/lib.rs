@@ -3,10 +3,12 @@
 
 pub mod browser;
 pub mod cluster;
+pub mod entra_gateway;
 pub mod facade;
 pub mod fixtures;
 pub mod node;
 pub mod operator;
+pub mod otel_collector;
 pub mod process;
 pub mod public_gateway;
 pub mod round_robin;

@@ -51,7 +51,9 @@ impl Sidecar {
         let mut c = Command::new(binary);
         c.arg("--config")
             .arg(&config_path)
-            .env("MCP_GATEWAY_LOG", "info");
+            .env("MCP_GATEWAY_LOG", "info")
+            // Spans are exported every 100 ms instead of the SDK's 5 s, so trace tests wait less.
+            .env("OTEL_BSP_SCHEDULE_DELAY", "100");
         let (process, started) = Process::spawn_logging(
             "sidecar",
             c,

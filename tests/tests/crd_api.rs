@@ -81,6 +81,12 @@ async fn crd_is_established_and_examples_apply() {
         let (ok, out, err) = cluster.kubectl_run(&["apply", "-f", path.to_str().unwrap()], None);
         assert!(ok, "{} does not apply: {err}", path.display());
         assert!(out.contains("mcpgateway.mcpgateway.dev/"), "{out}");
+        // Applying an example after the docs' steps must never overwrite a user's key.
+        assert!(
+            !out.contains("secret/"),
+            "{} holds a Secret: {out}",
+            path.display()
+        );
         applied += 1;
     }
     assert!(
@@ -677,6 +683,119 @@ async fn admission_rejects_invalid_gateways_with_a_message_and_stores_nothing() 
             ),
             "for another host use sync Direct",
         ),
+        (
+            "tool-rule-without-tools",
+            with(base(), "/toolAccess", json!({"rules": [{"tools": []}]})),
+            "toolAccess.rules[].tools needs at least one tool name or pattern",
+        ),
+        (
+            "tool-pattern-with-space",
+            with(
+                base(),
+                "/toolAccess",
+                json!({"rules": [{"tools": ["get weather"]}]}),
+            ),
+            "toolAccess.rules[].tools needs at least one tool name or pattern",
+        ),
+        (
+            "tool-group-by-name",
+            with(
+                base(),
+                "/toolAccess",
+                json!({"rules": [{"tools": ["add"], "groups": ["admins"]}]}),
+            ),
+            "toolAccess.rules[].groups must be Entra group object IDs",
+        ),
+        (
+            "tool-decision-unknown",
+            with(base(), "/toolAccess", json!({"default": "Maybe"})),
+            "Unsupported value",
+        ),
+        (
+            "anonymous-tool-rule-with-a-role",
+            with(
+                with(
+                    with(base(), "/auth/oidc", Value::Null),
+                    "/auth/mode",
+                    json!("Anonymous"),
+                ),
+                "/toolAccess",
+                json!({"rules": [{"tools": ["add"], "roles": ["Calculator.User"]}]}),
+            ),
+            "auth.mode Anonymous has no caller to check",
+        ),
+        (
+            "caller-identity-in-the-key-header",
+            with(
+                base(),
+                "/callerIdentity",
+                json!({"header": "X-Functions-Key"}),
+            ),
+            "callerIdentity.header must be a header name of its own",
+        ),
+        (
+            "rate-of-zero",
+            with(
+                base(),
+                "/rateLimits",
+                json!({"perCaller": {"requestsPerMinute": 0}}),
+            ),
+            "rateLimits requestsPerMinute must be between 1 and 1000000",
+        ),
+        (
+            "rate-limit-without-tools",
+            with(
+                base(),
+                "/rateLimits",
+                json!({"tools": [{"tools": [], "requestsPerMinute": 10}]}),
+            ),
+            "rateLimits.tools[].tools needs at least one tool name or pattern",
+        ),
+        (
+            "pod-label-takes-the-selector",
+            with(
+                base(),
+                "/pod",
+                json!({"labels": {"app.kubernetes.io/instance": "other"}}),
+            ),
+            "pod.labels cannot set app.kubernetes.io/name",
+        ),
+        (
+            "pod-annotation-of-the-operator",
+            with(
+                base(),
+                "/pod",
+                json!({"annotations": {"mcpgateway.dev/config-hash": "x"}}),
+            ),
+            "pod.annotations cannot use keys under mcpgateway.dev/",
+        ),
+        (
+            "otlp-endpoint-with-credentials",
+            with(
+                base(),
+                "/observability",
+                json!({"tracing": {"otlpEndpoint": "http://user:pw@collector:4318"}}),
+            ),
+            "observability.tracing.otlpEndpoint must be an http(s) URL",
+        ),
+        (
+            "sampling-ratio-above-one",
+            with(
+                base(),
+                "/observability",
+                json!({"tracing": {"otlpEndpoint": "http://collector:4318", "samplingRatio": "1.5"}}),
+            ),
+            "observability.tracing.samplingRatio must be a decimal from 0 to 1",
+        ),
+        (
+            "trusted-proxy-not-a-range",
+            with(
+                base(),
+                "/clientAddress",
+                json!({"trustedProxies": ["10.0.0.0/33"]}),
+            ),
+            "clientAddress.trustedProxies needs at least one address range",
+        ),
     ];
     assert!(cases.len() >= 10);
     for (name, spec, expected) in cases {
@@ -911,6 +1030,82 @@ fn variants() -> Vec<(&'static str, Value)> {
     }
     for seconds in [0, 4, 5, 300, 301] {
         v.push(("/route/keepAliveSeconds", json!(seconds)));
+    }
+    for access in [
+        json!({"default": "Deny", "rules": [{"tools": ["echo", "get_*"]}]}),
+        json!({"rules": [{"tools": ["sleep"], "scopes": ["api://x/mcp.admin"]}]}),
+        json!({"rules": [{"tools": ["add"], "roles": ["Calculator.User"], "groups": ["6f1e0c2a-8b7d-4e3f-a1b2-c3d4e5f60718"], "tenants": ["72f988bf-86f1-41af-91ab-2d7cd011db47"]}]}),
+        json!({"rules": [{"tools": [""]}]}),
+        json!({"rules": [{"tools": ["x".repeat(129)]}]}),
+    ] {
+        v.push(("/toolAccess", access));
+    }
+    for limits in [
+        json!({"perCaller": {"requestsPerMinute": 600}}),
+        json!({"perCaller": {"requestsPerMinute": 1000000}}),
+        json!({"perCaller": {"requestsPerMinute": 60, "burst": 0}}),
+        json!({"perCaller": {"requestsPerMinute": 60, "burst": 100001}}),
+        json!({"tools": [{"tools": ["search_*"], "requestsPerMinute": 6, "burst": 2}]}),
+    ] {
+        v.push(("/rateLimits", limits));
+    }
+    for identity in [
+        json!({}),
+        json!({"header": "x-caller", "ttlSeconds": 60}),
+        json!({"header": "Authorization"}),
+        json!({"header": "x-functions-key"}),
+        json!({"header": "bad header"}),
+        json!({"ttlSeconds": 5}),
+    ] {
+        v.push(("/callerIdentity", identity));
+    }
+    for observability in [
+        json!({}),
+        json!({"audit": {"enabled": false}}),
+        json!({"audit": {"includeArguments": true}}),
+        json!({"tracing": {"otlpEndpoint": "http://otel-collector.monitoring:4318"}}),
+        json!({"tracing": {"otlpEndpoint": "https://collector.example.com/otlp/", "samplingRatio": "0.05", "trustIncomingTraceContext": true, "serviceName": "weather-gateway"}}),
+        json!({"tracing": {"otlpEndpoint": "ftp://collector:4318"}}),
+        json!({"tracing": {"otlpEndpoint": "http://collector:4318?x=1"}}),
+        json!({"tracing": {"otlpEndpoint": "http://collector:4318", "samplingRatio": "0"}}),
+        json!({"tracing": {"otlpEndpoint": "http://collector:4318", "samplingRatio": "1.000"}}),
+        json!({"tracing": {"otlpEndpoint": "http://collector:4318", "samplingRatio": ".5"}}),
+        json!({"tracing": {"otlpEndpoint": "http://collector:4318", "serviceName": ""}}),
+    ] {
+        v.push(("/observability", observability));
+    }
+    for image in [
+        json!("registry.example.com/mcp-gateway-sidecar:0.1.0"),
+        json!(format!(
+            "registry.example.com/mcp-gateway-sidecar@sha256:{}",
+            "ab".repeat(32)
+        )),
+        json!("has a space"),
+    ] {
+        v.push(("/image", image));
+    }
+    for pod in [
+        json!({}),
+        json!({"nodeSelector": {"agentpool": "mcp"}, "priorityClassName": "mcp-high"}),
+        json!({"tolerations": [{"key": "dedicated", "operator": "Exists", "effect": "NoSchedule"}]}),
+        json!({"affinity": {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 50, "podAffinityTerm": {"topologyKey": "kubernetes.io/hostname", "labelSelector": {"matchLabels": {"app": "x"}}}}]}}}),
+        json!({"imagePullSecrets": [{"name": "acr-pull"}]}),
+        json!({"labels": {"team": "payments", "example.com/tier": "gold"}, "annotations": {"example.com/owner": "payments"}}),
+        json!({"labels": {"app.kubernetes.io/managed-by": "me"}}),
+        json!({"annotations": {"mcpgateway.dev/anything": "x"}}),
+        json!({"priorityClassName": "Upper"}),
+    ] {
+        v.push(("/pod", pod));
+    }
+    for client_address in [
+        json!({"trustedProxies": ["10.244.0.0/16"]}),
+        json!({"trustedProxies": ["10.0.0.1", "fd00::/8"], "header": "X-Real-IP"}),
+        json!({"trustedProxies": []}),
+        json!({"trustedProxies": ["10.0.0.0/8"], "header": "Authorization"}),
+        json!({"trustedProxies": ["10.0.0.0/8"], "header": "bad header"}),
+        json!({"trustedProxies": ["any"]}),
+    ] {
+        v.push(("/clientAddress", client_address));
     }
     for timeouts in [
         json!({"responseSeconds": 1}),

@@ -3,11 +3,13 @@
 //! the API's client-ID GUID and whose `scp` holds the short scope name, app-only tokens with
 //! `roles`, v1 tokens from `sts.windows.net` (refused with what to change), and a multi-tenant
 //! gateway (`{tenantid}` issuer template plus `allowedTenants`). The settings are the ones
-//! `examples/oidc-entra.yaml` writes. Clients: the TypeScript and Python SDKs.
+//! `examples/oidc-entra.yaml` writes. Clients: the TypeScript and Python SDKs, with tokens
+//! from the fixture's token route, and signing in through their own OAuth code as VS Code's
+//! pre-authorized client does (no registration, no RFC 8707 `resource`).
 
 use mcp_gateway_contract::config::Config;
 use mcp_gateway_tests::TempDir;
-use mcp_gateway_tests::fixtures::{self, EntraLike, Idp, Standin};
+use mcp_gateway_tests::fixtures::{self, EntraLike, Idp, Standin, VSCODE_CLIENT_ID};
 use mcp_gateway_tests::sidecar::{Sidecar, public_listener};
 use mcp_gateway_tests::stack::{initialize_body, system_key};
 use serde_json::{Value, json};
@@ -184,6 +186,89 @@ async fn sdk_clients_call_a_tool_with_a_real_shaped_v2_token() {
     assert!(
         challenge.contains("not intended for this resource"),
         "{challenge}"
+    );
+    entra.assert_nothing_leaked();
+}
+
+#[tokio::test]
+async fn sdk_clients_sign_in_through_entra_as_a_pre_authorized_client_and_call_a_tool() {
+    let entra = Entra::start(false).await;
+    let api = entra.idp.ready["apiClientId"].as_str().unwrap();
+    let scope = format!("api://{api}/mcp.tools");
+    let url = entra.mcp_url();
+    let common = [
+        "--url",
+        url.as_str(),
+        "--client-id",
+        VSCODE_CLIENT_ID,
+        "--no-resource",
+    ];
+    // Each SDK: 401 -> the gateway's metadata -> Entra's discovery -> code + PKCE with the
+    // fully qualified scope the metadata advertises -> an Entra-shaped v2 JWT -> a tool call.
+    // The TypeScript SDK asks for that scope alone (no refresh token); the Python SDK adds
+    // offline_access and refreshes, getting a new JWT for the API.
+    let ts = ok(fixtures::mcp_oauth_client(
+        &[
+            &common[..],
+            &[
+                "--skip-refresh",
+                "--call",
+                "echo",
+                "--args",
+                r#"{"message":"signed in"}"#,
+            ],
+        ]
+        .concat(),
+    )
+    .unwrap());
+    let py = ok(fixtures::python_oauth_client(
+        &[
+            &common[..],
+            &["--call", "add", "--args", r#"{"a":2,"b":3}"#],
+        ]
+        .concat(),
+    )
+    .unwrap());
+    assert!(ts["result"].to_string().contains("signed in"), "{ts}");
+    assert_eq!(py["result"]["content"][0]["text"], "5", "{py}");
+    assert_eq!(py["resultAfterRefresh"]["content"][0]["text"], "5", "{py}");
+    assert_eq!(py["refreshed"], true, "{py}");
+    for out in [&ts, &py] {
+        assert_eq!(out["registered"], "preregistered", "{out}");
+        let request = &out["authorizationRequest"];
+        assert_eq!(
+            request["url"], entra.idp.ready["authorizationEndpoint"],
+            "{out}"
+        );
+        let requested = request["scope"].as_str().unwrap_or_default();
+        assert!(requested.split(' ').any(|s| s == scope), "{out}");
+        assert_eq!(request["resource"], Value::Null, "{out}");
+        let tokens = out["tokenRequests"].as_array().unwrap();
+        assert_eq!(tokens[0]["grantType"], "authorization_code", "{out}");
+        for exchange in tokens {
+            assert_eq!(exchange["status"], 200, "{out}");
+            assert_eq!(exchange["resource"], Value::Null, "{out}");
+            assert_eq!(exchange["response"]["scope"], scope.as_str(), "{out}");
+        }
+    }
+    assert_eq!(py["tokenRequests"][1]["grantType"], "refresh_token", "{py}");
+
+    // The SDK's default, RFC 8707 `resource` = the MCP URL, is what Entra refuses
+    // (AADSTS9010010): such clients need the facade (docs/entra.md's client table).
+    let (refused, out, raw) = fixtures::mcp_oauth_client(&[
+        "--url",
+        &url,
+        "--client-id",
+        VSCODE_CLIENT_ID,
+        "--skip-refresh",
+    ])
+    .unwrap();
+    assert!(!refused, "{raw}");
+    assert!(out["error"].to_string().contains("AADSTS9010010"), "{out}");
+    assert_eq!(
+        out["authorizationRequest"]["resource"],
+        url.as_str(),
+        "{out}"
     );
     entra.assert_nothing_leaked();
 }

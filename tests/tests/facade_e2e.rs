@@ -1000,3 +1000,57 @@ async fn a_rotated_session_keys_file_takes_effect_without_a_restart() {
     assert_eq!(status, 200, "a session sealed with the new key: {body}");
     assert!(body.contains("echo"), "{body}");
 }
+
+/// Per-tool rules through the facade: the app roles of the user's ID token at sign-in reach
+/// the gateway's own tokens, so `roles` rules decide tools for any MCP client that signs in
+/// through the gateway (here the TypeScript SDK's own OAuth code, with registration).
+#[tokio::test]
+async fn app_roles_from_the_sign_in_decide_which_tools_a_facade_client_sees_and_calls() {
+    let files = Files::new();
+    let standin = Standin::start(&files.path("system-key")).expect("stand-in");
+    let (listen, base) = public_listener();
+    let idp = EntraLike::start(&[format!("{base}/weather/oauth/callback")]).expect("IdP");
+    let mut config = facade_config(listen, &base, "/weather", &idp.issuer, &standin.url, &files);
+    config.tool_access = Some(
+        serde_json::from_value(json!({
+            "default": "Deny",
+            "rules": [
+                {"tools": ["echo"]},
+                {"tools": ["add"], "roles": ["Calculator.User"], "tenants": [idp.ready["tenantId"]]},
+            ],
+        }))
+        .unwrap(),
+    );
+    let sidecar = Sidecar::start(config).expect("sidecar");
+    sidecar.wait_ready().await.expect("ready");
+    let resource = format!("{base}/weather/mcp");
+    let sign_in_and_add = || {
+        fixtures::mcp_oauth_client(&[
+            "--url",
+            &resource,
+            "--call",
+            "add",
+            "--args",
+            r#"{"a":2,"b":3}"#,
+            "--skip-refresh",
+        ])
+        .unwrap()
+    };
+
+    idp.sign_in_as("carol", &["Calculator.User"]).await.unwrap();
+    let (ok, out, raw) = sign_in_and_add();
+    assert!(ok, "{raw}");
+    assert_eq!(out["tools"], json!(["echo", "add"]), "{out}");
+    assert_eq!(out["result"]["content"][0]["text"], "5", "{out}");
+
+    idp.sign_in_as("dave", &[]).await.unwrap();
+    let (ok, out, raw) = sign_in_and_add();
+    assert!(!ok, "{raw}");
+    assert_eq!(out["tools"], json!(["echo"]), "{out}");
+    assert!(
+        raw.contains("does not let this caller call the tool"),
+        "{raw}"
+    );
+    let logs = sidecar.logs();
+    assert!(!logs.contains(GATEWAY_SECRET) && !logs.contains(SYSTEM_KEY));
+}

@@ -58,6 +58,27 @@ async fn long_calls(stack: &Stack, outcome: &str) -> f64 {
 }
 
 /// Reads a whole response body (bounded by `limit`); returns status, content type and text.
+/// The `sleep` call's audit record, written once its outcome is known: failed, with this
+/// status and reason.
+async fn assert_sleep_audited(stack: &Stack, status: u16, reason: &str) {
+    let record = eventually(10, "the sleep call's audit record", || async {
+        stack
+            .sidecar
+            .logs()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .find(|l| l["target"] == "audit" && l["tool"] == "sleep")
+            .ok_or("no record yet".to_string())
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        (&record["outcome"], &record["status"], &record["reason"]),
+        (&json!("failed"), &json!(status), &json!(reason)),
+        "{record}"
+    );
+}
+
 async fn read_all(response: reqwest::Response, limit: Duration) -> (u16, String, String) {
     let status = response.status().as_u16();
     let content_type = response
@@ -194,6 +215,8 @@ async fn past_the_time_to_first_byte_the_open_stream_gets_a_json_rpc_error() {
     .unwrap();
     let failed = long_calls(&stack, "failed").await;
     assert_eq!(failed, 1.0);
+    // The audit record waits for the outcome: the timeout, not the stream's 200.
+    assert_sleep_audited(&stack, 504, "upstream_timeout").await;
 }
 
 #[tokio::test]
@@ -230,6 +253,8 @@ async fn a_client_gone_during_a_silent_call_drops_the_upstream_call() {
     })
     .await
     .unwrap();
+    // The abandoned call still has its audit record, saying the client left.
+    assert_sleep_audited(&stack, 499, "client_gone").await;
 }
 
 #[tokio::test]

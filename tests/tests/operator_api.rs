@@ -145,6 +145,31 @@ async fn operator_renders_gateways_and_reports_status() {
         .await
         .unwrap();
     owned(&svc.metadata);
+    // The public port the Ingress routes to, and the admin port for Service-based scrapes.
+    let ports: Vec<(String, i32, String)> = svc
+        .spec
+        .as_ref()
+        .unwrap()
+        .ports
+        .iter()
+        .flatten()
+        .map(|p| {
+            let target = match &p.target_port {
+                Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::String(s)) => {
+                    s.clone()
+                }
+                other => format!("{other:?}"),
+            };
+            (p.name.clone().unwrap_or_default(), p.port, target)
+        })
+        .collect();
+    assert_eq!(
+        ports,
+        [
+            ("http".to_string(), 80, "http".to_string()),
+            ("admin".to_string(), 9090, "admin".to_string())
+        ]
+    );
     let ing = Api::<Ingress>::namespaced(client.clone(), &ns.name)
         .get(name)
         .await
@@ -932,6 +957,18 @@ async fn a_trusted_ca_bundle_is_mounted_and_a_new_one_rolls_the_pods() {
         serde_json::from_value(json!({"configMapRef": {"name": "corp-ca", "key": "bundle.pem"}}))
             .unwrap(),
     );
+    // Scheduling and metadata overrides (issue 20) ride along: the API server takes them.
+    gw.spec.pod = Some(
+        serde_json::from_value(json!({
+            "nodeSelector": {"agentpool": "mcp"},
+            "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "mcp", "effect": "NoSchedule"}],
+            "priorityClassName": "mcp-high",
+            "imagePullSecrets": [{"name": "acr-pull"}],
+            "labels": {"team": "payments"},
+            "annotations": {"example.com/owner": "payments"},
+        }))
+        .unwrap(),
+    );
     gateways.create(&PostParams::default(), &gw).await.unwrap();
     let waiting = eventually(30, "Ready=False TrustedCAUnavailable", || async {
         let gw = gateways.get("private").await.map_err(|e| e.to_string())?;
@@ -978,6 +1015,27 @@ async fn a_trusted_ca_bundle_is_mounted_and_a_new_one_rolls_the_pods() {
             .ok_or("no digest yet".to_string())
     })
     .await;
+    let template = &before.0.spec.as_ref().unwrap().template;
+    let meta = template.metadata.as_ref().unwrap();
+    assert_eq!(meta.labels.as_ref().unwrap()["team"], "payments");
+    assert_eq!(
+        meta.annotations.as_ref().unwrap()["example.com/owner"],
+        "payments"
+    );
+    let scheduled = template.spec.as_ref().unwrap();
+    assert_eq!(
+        scheduled.node_selector.as_ref().unwrap()["agentpool"],
+        "mcp"
+    );
+    assert_eq!(scheduled.priority_class_name.as_deref(), Some("mcp-high"));
+    assert_eq!(
+        scheduled.image_pull_secrets.as_ref().unwrap()[0].name,
+        "acr-pull"
+    );
+    assert_eq!(
+        scheduled.tolerations.as_ref().unwrap()[0].effect.as_deref(),
+        Some("NoSchedule")
+    );
     let pod = before.0.spec.unwrap().template.spec.unwrap();
     let volume = pod
         .volumes

@@ -848,8 +848,9 @@ async fn every_request_line_says_which_request_from_where_and_why() {
         .find(|l| l["request_id"] == "call-7f3a")
         .expect("the request's line");
     assert_eq!(ok["status"], 200);
+    assert_eq!(ok["client"], "127.0.0.1", "{ok}");
     assert!(
-        ok["client"]
+        ok["peer"]
             .as_str()
             .is_some_and(|c| c.starts_with("127.0.0.1:")),
         "{ok}"

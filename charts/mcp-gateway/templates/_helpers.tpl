@@ -66,10 +66,21 @@ Name of the ServiceAccount the operator runs as.
 Image references; the tag defaults to the chart's appVersion so that chart and binaries
 move together.
 */}}
+{{- define "mcp-gateway.image" -}}
+{{- if .digest }}
+{{- printf "%s@%s" .repository .digest }}
+{{- else }}
+{{- printf "%s:%s" .repository .tag }}
+{{- end }}
+{{- end }}
+
+{{- /* A digest, when given, pins the image and the tag is not used. */ -}}
 {{- define "mcp-gateway.operatorImage" -}}
-{{- printf "%s:%s" .Values.operator.image.repository (.Values.operator.image.tag | default .Chart.AppVersion) }}
+{{- $i := .Values.operator.image }}
+{{- include "mcp-gateway.image" (dict "repository" $i.repository "tag" ($i.tag | default .Chart.AppVersion) "digest" $i.digest) }}
 {{- end }}
 
 {{- define "mcp-gateway.sidecarImage" -}}
-{{- printf "%s:%s" .Values.sidecar.image.repository (.Values.sidecar.image.tag | default .Chart.AppVersion) }}
+{{- $i := .Values.sidecar.image }}
+{{- include "mcp-gateway.image" (dict "repository" $i.repository "tag" ($i.tag | default .Chart.AppVersion) "digest" $i.digest) }}
 {{- end }}

@@ -16,12 +16,12 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use mcp_gateway_crds::v1alpha1::McpGateway;
+use mcp_gateway_crds::v1alpha1::{McpGateway, PodOverrides};
 
 use super::key_sync::{CSI_CLASS_ATTRIBUTE, CSI_DRIVER};
 use super::service_account::USE_LABEL;
 use super::{
-    CONFIG_HASH_ANNOTATION, Defaults, facade_secret_name, labels, metadata, object_name, selector,
+    CONFIG_HASH_ANNOTATION, Defaults, facade_secret_name, metadata, object_name, selector,
     session_secret_name,
 };
 use crate::validate::{
@@ -116,11 +116,23 @@ fn mount(name: &str, path: &str) -> VolumeMount {
 /// The pod's labels: the gateway's, plus the workload identity webhook's opt-in when the
 /// pod (or the CSI driver for it) reads Key Vault with the gateway's identity.
 fn pod_labels(gateway: &McpGateway, plan: &Plan) -> BTreeMap<String, String> {
-    let mut labels = labels(gateway);
+    // The user's first: the operator's own win (admission refuses the collisions already).
+    let mut labels = overrides(gateway).labels.clone();
+    labels.extend(super::labels(gateway));
     if plan.key.workload_identity().is_some() {
         labels.insert(USE_LABEL.into(), "true".into());
     }
     labels
+}
+
+/// `spec.pod`, or none.
+fn overrides(gateway: &McpGateway) -> &PodOverrides {
+    static NONE: std::sync::OnceLock<PodOverrides> = std::sync::OnceLock::new();
+    gateway
+        .spec
+        .pod
+        .as_ref()
+        .unwrap_or_else(|| NONE.get_or_init(PodOverrides::default))
 }
 
 pub fn deployment(
@@ -188,8 +200,16 @@ pub fn deployment(
         ),
         ..Default::default()
     };
+    let overrides = overrides(gateway);
+    let non_empty = |m: &BTreeMap<String, String>| (!m.is_empty()).then(|| m.clone());
     let pod = PodSpec {
         containers: vec![container],
+        node_selector: non_empty(&overrides.node_selector),
+        tolerations: (!overrides.tolerations.is_empty()).then(|| overrides.tolerations.clone()),
+        affinity: overrides.affinity.clone(),
+        priority_class_name: overrides.priority_class_name.clone(),
+        image_pull_secrets: (!overrides.image_pull_secrets.is_empty())
+            .then(|| overrides.image_pull_secrets.clone()),
         service_account_name: Some(object_name(gateway)),
         automount_service_account_token: Some(false),
         enable_service_links: Some(false),
@@ -297,16 +317,22 @@ pub fn deployment(
                 metadata: Some(ObjectMeta {
                     labels: Some(pod_labels(gateway, plan)),
                     annotations: Some(
-                        [
-                            Some((CONFIG_HASH_ANNOTATION.to_string(), config_hash.to_string())),
-                            plan.trusted_ca
-                                .as_ref()
-                                .and_then(|ca| ca.digest.clone())
-                                .map(|digest| (TRUSTED_CA_DIGEST_ANNOTATION.to_string(), digest)),
-                        ]
-                        .into_iter()
-                        .flatten()
-                        .collect(),
+                        overrides
+                            .annotations
+                            .clone()
+                            .into_iter()
+                            .map(Some)
+                            .chain([
+                                Some((CONFIG_HASH_ANNOTATION.to_string(), config_hash.to_string())),
+                                plan.trusted_ca
+                                    .as_ref()
+                                    .and_then(|ca| ca.digest.clone())
+                                    .map(|digest| {
+                                        (TRUSTED_CA_DIGEST_ANNOTATION.to_string(), digest)
+                                    }),
+                            ])
+                            .flatten()
+                            .collect(),
                     ),
                     ..Default::default()
                 }),
@@ -579,5 +605,47 @@ mod tests {
             bs.template.spec.unwrap().containers[0].image.as_deref(),
             Some("mine/sidecar:2")
         );
+    }
+
+    #[test]
+    fn pod_overrides_reach_the_pod_but_never_the_operators_own_fields() {
+        let mut spec = oidc_spec();
+        spec["pod"] = serde_json::json!({
+            "nodeSelector": {"agentpool": "mcp"},
+            "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "mcp", "effect": "NoSchedule"}],
+            "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": [{"matchExpressions": [{"key": "kubernetes.io/arch", "operator": "In", "values": ["amd64"]}]}]}}},
+            "priorityClassName": "mcp-high",
+            "imagePullSecrets": [{"name": "acr-pull"}],
+            "labels": {"team": "payments", "app.kubernetes.io/instance": "hijack"},
+            "annotations": {"example.com/owner": "payments", "mcpgateway.dev/config-hash": "forged"},
+        });
+        let d = render(spec);
+        let template = d.spec.unwrap().template;
+        let meta = template.metadata.unwrap();
+        let pod = template.spec.unwrap();
+        assert_eq!(pod.node_selector.unwrap()["agentpool"], "mcp");
+        assert_eq!(
+            pod.tolerations.unwrap()[0].key.as_deref(),
+            Some("dedicated")
+        );
+        assert!(pod.affinity.unwrap().node_affinity.is_some());
+        assert_eq!(pod.priority_class_name.as_deref(), Some("mcp-high"));
+        assert_eq!(pod.image_pull_secrets.unwrap()[0].name, "acr-pull");
+        // The spread and the security context stay the operator's.
+        assert_eq!(pod.topology_spread_constraints.unwrap().len(), 2);
+        assert_eq!(pod.security_context.unwrap().run_as_non_root, Some(true));
+        let labels = meta.labels.unwrap();
+        assert_eq!(labels["team"], "payments");
+        // Admission refuses these; were one stored anyway, the selector still holds.
+        assert_eq!(labels["app.kubernetes.io/instance"], "weather");
+        let annotations = meta.annotations.unwrap();
+        assert_eq!(annotations["example.com/owner"], "payments");
+        assert_ne!(annotations[CONFIG_HASH_ANNOTATION], "forged");
+
+        // Without `pod`, none of them.
+        let pod = render(oidc_spec()).spec.unwrap().template.spec.unwrap();
+        assert!(pod.node_selector.is_none() && pod.tolerations.is_none());
+        assert!(pod.affinity.is_none() && pod.image_pull_secrets.is_none());
     }
 }

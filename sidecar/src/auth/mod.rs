@@ -41,8 +41,19 @@ pub struct Principal {
     pub client_id: Option<String>,
     /// Entra `tid`.
     pub tenant: Option<String>,
+    /// Entra `oid`: the user's or service principal's object ID.
+    pub oid: Option<String>,
+    /// `name`, else `preferred_username`: for display only.
+    pub name: Option<String>,
     /// The union of `scp`, `scope` and `roles`.
     pub scopes: Vec<String>,
+    /// Entra app roles (`roles`) alone, for per-tool rules.
+    pub roles: Vec<String>,
+    /// Entra group object IDs (`groups`).
+    pub groups: Vec<String>,
+    /// Entra left the groups out (more than fit in a token: `hasgroups` or a `groups` claim
+    /// source instead): a rule that needs a group cannot be decided from the token.
+    pub groups_overage: bool,
     /// `exp`, unix seconds.
     pub expires_at: u64,
 }
@@ -139,6 +150,12 @@ impl Authenticator {
     /// Whether a key set has been fetched at least once (for `/readyz`).
     pub fn ready(&self) -> bool {
         self.current_keys().is_some()
+    }
+
+    /// Whether the caller's token grants `scope`, by the rule `requiredScopes` are held to
+    /// (Entra's short scope names count for this resource's full ones).
+    pub fn grants(&self, principal: &Principal, scope: &str) -> bool {
+        self.policy.granted(scope, &principal.scopes)
     }
 
     /// Validates the `Authorization` header value. The caller counts failures in

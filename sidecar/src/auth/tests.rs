@@ -286,7 +286,12 @@ async fn discovery_then_a_valid_token_is_accepted() {
             subject: "user-1".into(),
             client_id: Some("client-1".into()),
             tenant: None,
+            oid: None,
+            name: None,
             scopes: vec!["mcp.tools".into(), "offline_access".into()],
+            roles: Vec::new(),
+            groups: Vec::new(),
+            groups_overage: false,
             expires_at: claims["exp"].as_u64().unwrap(),
         }
     );

@@ -38,6 +38,8 @@ impl Facade {
                             code_challenge: transaction.code_challenge.clone(),
                             scopes: transaction.scopes.clone(),
                             subject: principal.subject,
+                            roles: carried_roles(principal.roles),
+                            tenant: principal.tenant,
                             jti: pkce::random_token(),
                             exp: now() + CODE_TTL,
                         };
@@ -92,5 +94,56 @@ impl Facade {
         // The pending sign-in is over either way.
         self.set_cookie(&mut response.0, nonce, "", 0);
         response
+    }
+}
+
+/// At most this many app roles, each at most this long and all together at most this many
+/// bytes, are carried from the ID token into the facade's code and tokens: the code travels
+/// in a URL and must seal within its limit. Beyond that a role is dropped: less access,
+/// never a failed sign-in.
+const MAX_ROLES: usize = 32;
+const MAX_ROLE_LEN: usize = 128;
+const MAX_ROLES_BYTES: usize = 1024;
+
+fn carried_roles(roles: Vec<String>) -> Vec<String> {
+    let mut budget = MAX_ROLES_BYTES;
+    roles
+        .into_iter()
+        .filter(|r| r.len() <= MAX_ROLE_LEN && !r.chars().any(char::is_control))
+        .filter(|r| {
+            let fits = r.len() <= budget;
+            if fits {
+                budget -= r.len();
+            }
+            fits
+        })
+        .take(MAX_ROLES)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roles_are_carried_within_what_a_code_can_hold() {
+        let many: Vec<String> = (0..40).map(|i| format!("{i:0>120}")).collect();
+        let carried = carried_roles(many);
+        assert_eq!(carried.len(), MAX_ROLES_BYTES / 120);
+        assert!(carried_roles(vec!["x".repeat(129), "a\u{7}".into(), "ok".into()]) == ["ok"]);
+        // The largest carried set still seals into a code.
+        let code = Code {
+            client_id: "c".repeat(64),
+            redirect_uri: format!("http://127.0.0.1:65535/{}", "p".repeat(200)),
+            code_challenge: "x".repeat(43),
+            scopes: vec!["mcp.tools".into()],
+            subject: format!("{}/{}", "t".repeat(36), "o".repeat(36)),
+            roles: carried_roles((0..40).map(|i| format!("{i:0>30}")).collect()),
+            tenant: Some("t".repeat(36)),
+            jti: "j".repeat(43),
+            exp: u64::MAX,
+        };
+        let sealer = crate::seal::Sealer::new(&[[1; 32]]);
+        assert!(grants::seal(&sealer, Kind::Code, &code).is_some());
     }
 }

@@ -83,6 +83,11 @@ pub struct Code {
     pub code_challenge: String,
     pub scopes: Vec<String>,
     pub subject: String,
+    /// The user's app roles and tenant at sign-in, carried into the tokens.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub roles: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
     /// Unique per code: the replay check's key.
     pub jti: String,
     pub exp: u64,
@@ -94,6 +99,17 @@ pub struct Refresh {
     pub client_id: String,
     pub subject: String,
     pub scopes: Vec<String>,
+    /// As at sign-in (the ID token's): a role removed in Entra stays until the user signs in
+    /// again, at most `refreshTokenTtlSeconds` after the sign-in.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub roles: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
+    /// When the user signed in at the IdP (unix seconds; 0 in tokens from before this field,
+    /// which starts the clock at their next use). No refresh token of the sign-in outlives
+    /// it by more than the refresh lifetime: a sign-in does not slide forever.
+    #[serde(default)]
+    pub signed_in_at: u64,
     /// Shared by every token rotated from one sign-in: a reused token revokes its family.
     pub family: String,
     pub jti: String,
@@ -111,6 +127,8 @@ mod tests {
             code_challenge: "x".into(),
             scopes: vec!["mcp.tools".into()],
             subject: "alice".into(),
+            roles: vec!["Weather.Admin".into()],
+            tenant: None,
             jti: "j".into(),
             exp: 10,
         }

@@ -3,44 +3,22 @@
 //! refresh tokens) and an Ed25519 signing key (access tokens). Every replica with the same
 //! file seals, opens, signs and verifies alike: that is what makes the facade store-less.
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use ed25519_dalek::{Signer, SigningKey};
-use hkdf::Hkdf;
-use serde_json::json;
-use sha2::{Digest, Sha256};
-
+use crate::jws::{Ed25519Signer, derive};
 use crate::seal::Sealer;
 use crate::session::{KeysFileError, parse_keys};
 
 pub struct FacadeKeys {
     /// Seals with the current key, opens with any.
     pub sealer: Sealer,
-    signing: SigningKey,
-    kid: String,
-    /// The public keys of every secret, as a JWKS document.
-    jwks: String,
+    signer: Ed25519Signer,
 }
 
 impl std::fmt::Debug for FacadeKeys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("FacadeKeys")
-            .field("kid", &self.kid)
+            .field("kid", &self.signer.kid())
             .finish()
     }
-}
-
-fn derive(secret: &[u8; 32], purpose: &str) -> [u8; 32] {
-    let mut out = [0u8; 32];
-    Hkdf::<Sha256>::new(None, secret)
-        .expand(purpose.as_bytes(), &mut out)
-        .expect("32 bytes is a valid HKDF-SHA256 output length");
-    out
-}
-
-fn kid(key: &SigningKey) -> String {
-    let digest = Sha256::digest(key.verifying_key().as_bytes());
-    URL_SAFE_NO_PAD.encode(&digest[..12])
 }
 
 impl FacadeKeys {
@@ -50,24 +28,9 @@ impl FacadeKeys {
             .iter()
             .map(|s| derive(s, "mcp-gateway facade seal v1"))
             .collect();
-        let sealer = Sealer::new(&sealing);
-        let signers: Vec<SigningKey> = secrets
-            .iter()
-            .map(|s| SigningKey::from_bytes(&derive(s, "mcp-gateway facade sign v1")))
-            .collect();
-        let keys: Vec<_> = signers
-            .iter()
-            .map(|k| {
-                json!({"kty": "OKP", "crv": "Ed25519", "use": "sig", "alg": "EdDSA",
-                       "kid": kid(k), "x": URL_SAFE_NO_PAD.encode(k.verifying_key().as_bytes())})
-            })
-            .collect();
-        let signing = signers.into_iter().next().expect("checked non-empty");
         Self {
-            sealer,
-            kid: kid(&signing),
-            signing,
-            jwks: json!({ "keys": keys }).to_string(),
+            sealer: Sealer::new(&sealing),
+            signer: Ed25519Signer::new(secrets, "mcp-gateway facade sign v1"),
         }
     }
 
@@ -77,24 +40,21 @@ impl FacadeKeys {
     }
 
     pub fn jwks(&self) -> &str {
-        &self.jwks
+        self.signer.jwks()
     }
 
     /// A compact JWS (`EdDSA`, `typ: at+jwt`) of `claims`.
     pub fn sign(&self, claims: &serde_json::Value) -> String {
-        let header = json!({"alg": "EdDSA", "typ": "at+jwt", "kid": self.kid});
-        let input = format!(
-            "{}.{}",
-            URL_SAFE_NO_PAD.encode(header.to_string()),
-            URL_SAFE_NO_PAD.encode(claims.to_string())
-        );
-        let signature = self.signing.sign(input.as_bytes());
-        format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature.to_bytes()))
+        self.signer.sign("at+jwt", claims)
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use serde_json::json;
+
     use super::*;
 
     #[test]

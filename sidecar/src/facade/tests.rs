@@ -83,6 +83,8 @@ fn code_for(f: &Facade, client_id: &str, exp: u64) -> String {
             code_challenge: pkce::challenge(VERIFIER),
             scopes: vec!["mcp.tools".into()],
             subject: "tenant/alice".into(),
+            roles: vec!["Weather.Admin".into()],
+            tenant: Some("tenant".into()),
             jti: pkce::random_token(),
             exp,
         },
@@ -310,7 +312,11 @@ async fn codes_need_the_verifier_the_client_and_single_use() {
     .unwrap();
     let principal = rs.authenticate(Some(&bearer)).await.unwrap();
     assert_eq!(principal.subject, "tenant/alice");
-    assert_eq!(principal.scopes, ["mcp.tools"]);
+    // The sign-in's app roles and tenant are carried for per-tool rules (roles count as
+    // scopes too, as in an Entra token).
+    assert_eq!(principal.roles, ["Weather.Admin"]);
+    assert_eq!(principal.tenant.as_deref(), Some("tenant"));
+    assert_eq!(principal.scopes, ["mcp.tools", "Weather.Admin"]);
 
     // Replayed: refused.
     let (status, body) = token(&f, &good).await;
@@ -397,6 +403,34 @@ async fn refresh_tokens_rotate_and_a_reused_one_ends_the_sign_in() {
     assert_eq!(status, StatusCode::OK);
     let r2 = second["refresh_token"].as_str().unwrap().to_string();
     assert_ne!(r1, r2, "refresh tokens rotate");
+    // ...without extending the sign-in: the new token expires when the first one does, and
+    // carries the sign-in's roles on.
+    let open = |t: &str| -> Refresh { grants::open(&f.keys().sealer, Kind::Refresh, t).unwrap() };
+    let (o1, o2) = (open(&r1), open(&r2));
+    assert!(o1.signed_in_at > 0 && o1.signed_in_at == o2.signed_in_at);
+    assert_eq!(o1.exp, o2.exp);
+    assert_eq!(o2.roles, ["Weather.Admin"]);
+    // A sign-in of 1,000 s ago: the refreshed token ends 1,000 s before a fresh one would.
+    let old = grants::seal(
+        &f.keys().sealer,
+        Kind::Refresh,
+        &Refresh {
+            signed_in_at: now() - 1000,
+            jti: pkce::random_token(),
+            ..o2.clone()
+        },
+    )
+    .unwrap();
+    let (status, third) = refresh(old).await;
+    assert_eq!(status, StatusCode::OK, "{third}");
+    let o3 = open(third["refresh_token"].as_str().unwrap());
+    assert_eq!(o3.exp, o3.signed_in_at + f.refresh_ttl);
+    assert!(
+        o3.exp + 900 < o2.exp,
+        "the sign-in slid: {} vs {}",
+        o3.exp,
+        o2.exp
+    );
     // Reusing r1 is refused, and revokes r2 too (the whole sign-in).
     let (status, body) = refresh(r1).await;
     assert_eq!(

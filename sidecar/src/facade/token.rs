@@ -79,12 +79,17 @@ impl Facade {
             return Err(invalid("the code was already used"));
         }
         self.used_codes.insert(code.jti.clone(), ());
-        Ok(self.issue(
-            &code.client_id,
-            &code.subject,
-            &code.scopes,
-            pkce::random_token(),
-        ))
+        Ok(self.issue(Refresh {
+            client_id: code.client_id,
+            subject: code.subject,
+            scopes: code.scopes,
+            roles: code.roles,
+            tenant: code.tenant,
+            signed_in_at: now(),
+            family: pkce::random_token(),
+            jti: String::new(),
+            exp: 0,
+        }))
     }
 
     fn refresh(&self, p: &HashMap<String, String>) -> Result<Value, (&'static str, &'static str)> {
@@ -109,39 +114,45 @@ impl Facade {
             return Err(invalid("the refresh token was already used"));
         }
         self.used_refresh_tokens.insert(refresh.jti.clone(), ());
-        Ok(self.issue(
-            &refresh.client_id,
-            &refresh.subject,
-            &refresh.scopes,
-            refresh.family,
-        ))
+        Ok(self.issue(refresh))
     }
 
-    /// An access token (a JWT for this resource) and a new refresh token.
-    fn issue(&self, client_id: &str, subject: &str, scopes: &[String], family: String) -> Value {
+    /// An access token (a JWT for this resource) and a new refresh token, for what `grant`
+    /// (the code or refresh token just redeemed) says; its `jti` and `exp` are renewed.
+    fn issue(&self, grant: Refresh) -> Value {
         let issued = now();
-        let scope = scopes.join(" ");
-        let access = self.keys().sign(&json!({
+        let signed_in_at = match grant.signed_in_at {
+            0 => issued,
+            at => at,
+        };
+        let scope = grant.scopes.join(" ");
+        let mut claims = json!({
             "iss": self.issuer,
             "aud": self.resource,
-            "sub": subject,
-            "client_id": client_id,
+            "sub": grant.subject,
+            "client_id": grant.client_id,
             "scope": scope,
             "iat": issued,
             "nbf": issued,
             "exp": issued + self.access_ttl,
             "jti": pkce::random_token(),
-        }));
+        });
+        // For per-tool rules, which read them as in an Entra token.
+        if !grant.roles.is_empty() {
+            claims["roles"] = json!(grant.roles);
+        }
+        if let Some(tenant) = &grant.tenant {
+            claims["tid"] = json!(tenant);
+        }
+        let access = self.keys().sign(&claims);
         let refresh = grants::seal(
             &self.keys().sealer,
             Kind::Refresh,
             &Refresh {
-                client_id: client_id.to_string(),
-                subject: subject.to_string(),
-                scopes: scopes.to_vec(),
-                family,
                 jti: pkce::random_token(),
-                exp: issued + self.refresh_ttl,
+                exp: signed_in_at + self.refresh_ttl,
+                signed_in_at,
+                ..grant
             },
         );
         // A refresh token is never larger than the code or refresh token it replaces, so it
