@@ -65,6 +65,20 @@ fn jwt() {
             &cat(&[b"\x01", claims.to_string().as_bytes()]),
         );
     }
+    // Valid claims with a member only a complete JSON parse refuses (RFC 7519 §7.2): the
+    // derived claims reader skipped these unchecked, and the fuzz smoke found it.
+    let open = good_claims_without_brace();
+    for (name, member) in [
+        ("lone-surrogate", &br#""x":"\ud800"}"#[..]),
+        ("not-utf8", b"\"x\":\"\xff\"}"),
+        ("number-out-of-range", br#""x":1e400}"#),
+    ] {
+        write(
+            "jwt",
+            &format!("claims-{name}"),
+            &cat(&[b"\x01", open.as_bytes(), b",", member]),
+        );
+    }
     let good = oidc::good_claims().to_string();
     let signed = [
         ("rs256", 0u8, r#"{"alg":"RS256","kid":"rsa"}"#),
@@ -333,3 +347,10 @@ fn main() {
     session_id();
     forward();
 }
+
+/// The good claims' JSON without its closing brace, for members appended as bytes.
+fn good_claims_without_brace() -> String {
+    let good = oidc::good_claims().to_string();
+    good.strip_suffix('}').expect("an object").to_string()
+}
+

@@ -663,6 +663,37 @@ async fn garbage_is_malformed() {
     );
 }
 
+/// RFC 7519 §7.2: a signed payload that is not a completely valid JSON object is malformed,
+/// even where the claims this gateway reads are all there and valid.
+#[tokio::test]
+async fn a_signed_payload_must_be_a_valid_json_object() {
+    let idp = Idp::start(vec![rsa_a("a")]).await;
+    let auth = idp.authenticator();
+    let valid = idp.claims().to_string();
+    let inner = valid.strip_prefix('{').unwrap().strip_suffix('}').unwrap();
+    let header = URL_SAFE_NO_PAD.encode(r#"{"alg":"RS256","kid":"a"}"#);
+    let signed = |payload: &[u8]| {
+        let input = format!("{header}.{}", URL_SAFE_NO_PAD.encode(payload));
+        let key = &Keys::get().rsa_a;
+        let signature = jsonwebtoken::crypto::sign(input.as_bytes(), key, Algorithm::RS256);
+        format!("{input}.{}", signature.unwrap())
+    };
+    assert!(check(&auth, &signed(valid.as_bytes())).await.is_ok());
+    for payload in [
+        format!(r#"{{{inner}, "x": "\ud800"}}"#).into_bytes(),
+        [format!(r#"{{{inner}, "x": ""#).as_bytes(), b"\xff\"}"].concat(),
+        format!(r#"{{{inner}, "x": 1e400}}"#).into_bytes(),
+        format!("[{valid}]").into_bytes(),
+    ] {
+        assert_eq!(
+            check(&auth, &signed(&payload)).await,
+            Err(AuthError::Malformed),
+            "{}",
+            String::from_utf8_lossy(&payload)
+        );
+    }
+}
+
 #[tokio::test]
 async fn oversized_tokens_are_refused_unparsed() {
     let idp = Idp::start(vec![rsa_a("a")]).await;

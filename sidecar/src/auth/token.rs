@@ -9,8 +9,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::HeaderValue;
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
-use serde::Deserialize;
 use serde::de::IgnoredAny;
+use serde::{Deserialize, Deserializer};
 
 use super::error::reason;
 use super::{AuthError, Principal};
@@ -160,8 +160,9 @@ impl Policy {
         validation.validate_aud = false;
         validation.iss = None;
         validation.set_required_spec_claims(&["exp", "iss"]);
-        let data = jsonwebtoken::decode::<Claims>(token, key, &validation).map_err(rejection)?;
-        self.check(data.claims)
+        let data = jsonwebtoken::decode::<ObjectOnly<Claims>>(token, key, &validation)
+            .map_err(rejection)?;
+        self.check(data.claims.0)
     }
 
     /// The checks `jsonwebtoken` does not do, in an order that makes a 403 mean "a valid
@@ -383,6 +384,25 @@ struct Claims {
     appid: Option<String>,
     #[serde(default)]
     client_id: Option<String>,
+}
+
+/// `T` read from a completely valid JSON object, as RFC 7519 §7.2 asks of a claims set. Read
+/// directly, serde's derived `Deserialize` would take an array (fields by position) and would
+/// skip unknown members unchecked: a lone surrogate escape, bytes that are not UTF-8 or a
+/// number out of range in a claim this module ignores. A parser that accepts what others
+/// refuse is where two readers of one token start to disagree, so the whole object is parsed
+/// first (the fuzz smoke found the gap). It costs a few microseconds, once per token: accepted
+/// tokens are cached.
+#[derive(Debug)]
+struct ObjectOnly<T>(T);
+
+impl<'de, T: serde::de::DeserializeOwned> Deserialize<'de> for ObjectOnly<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let object = serde_json::Map::<String, serde_json::Value>::deserialize(deserializer)?;
+        serde_json::from_value(serde_json::Value::Object(object))
+            .map(ObjectOnly)
+            .map_err(serde::de::Error::custom)
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -735,6 +755,26 @@ mod tests {
                 base[k] = v.clone();
             }
             assert!(serde_json::from_value::<Claims>(base).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn claims_are_read_only_from_a_valid_object() {
+        let read = |json: &[u8]| serde_json::from_slice::<ObjectOnly<Claims>>(json).map(|c| c.0);
+        let object = br#"{"iss": "https://issuer", "sub": "s1", "exp": 2000000000, "x": [1]}"#;
+        let claims = read(object).unwrap();
+        assert_eq!(claims.iss.as_deref(), Some("https://issuer"));
+        assert_eq!(claims.sub.as_deref(), Some("s1"));
+        let unchecked: [&[u8]; 4] = [
+            br#"["https://issuer", "s1", "api://weather", 2000000000]"#,
+            br#"{"iss": "https://issuer", "x": "\ud800"}"#,
+            b"{\"iss\": \"https://issuer\", \"x\": \"\xff\"}",
+            br#"{"iss": "https://issuer", "x": 1e400}"#,
+        ];
+        for json in unchecked {
+            // What the wrapper guards against: the derived reader alone takes each of these.
+            assert!(serde_json::from_slice::<Claims>(json).is_ok());
+            assert!(read(json).is_err(), "{}", String::from_utf8_lossy(json));
         }
     }
 }
